@@ -1,0 +1,33 @@
+/* Logging in Postfix's line shapes (SPEC §7), to syslog facility mail or
+ * to stderr with a syslog-style prefix so the same tools read both. */
+#ifndef SMALT_LOG_H
+#define SMALT_LOG_H
+
+#include <stdarg.h>
+
+enum log_dest { LOG_DEST_SYSLOG, LOG_DEST_STDERR };
+
+/* Sets where lines go and the host name shown in stderr lines. May be
+ * called again (after a reload or in a child). */
+void log_init(enum log_dest dest, const char *hostname);
+/* The part that speaks: "smtpd", "qmgr", "local", ...; the tag becomes
+ * smalt/<part>[pid]. Call after fork() so the pid is right. */
+void log_set_part(const char *part);
+/* 1 shows log_debug lines. */
+void log_set_verbose(int verbose);
+
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prefixed "warning: " as Postfix does, so admins can grep for it. */
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prefixed "error: ". */
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "fatal: ", then exit(1). Only for states the program cannot go on from:
+ * a programmer error or a start-up failure. */
+void fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+void log_vline(int priority, const char *prefix, const char *fmt,
+	       va_list ap);
+
+#endif

@@ -1,0 +1,40 @@
+/* Small helpers every part uses: allocation that cannot return NULL,
+ * bounded string copies, and fatal() for programmer errors only. */
+#ifndef SMALT_UTIL_H
+#define SMALT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SMALT_NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Out of memory is not recoverable for us: log and exit 75 (EX_TEMPFAIL)
+ * so that the client or the caller of sendmail tries again later. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Formatted xstrdup. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Copies at most size-1 bytes and always terminates; returns strlen(src)
+ * so truncation is detectable as in OpenBSD's strlcpy. */
+size_t smalt_strlcpy(char *dst, const char *src, size_t size);
+
+/* ASCII-only case folding: domains and local parts are compared this way,
+ * never through the locale. */
+int ascii_strcasecmp(const char *a, const char *b);
+int ascii_strncasecmp(const char *a, const char *b, size_t n);
+void ascii_lower(char *s);
+
+/* Writes all of buf, retrying on EINTR and short writes. 0 or -1/errno. */
+int write_all(int fd, const void *buf, size_t len);
+
+/* fsync a directory by path: the step that makes a rename durable. */
+int fsync_dir(const char *path);
+
+/* Wall clock in microseconds since the epoch. */
+uint64_t now_usec(void);
+
+#endif
