@@ -1,1 +1,314 @@
-int main(void){return 0;}
+/* smaltd: reads the configuration, prepares the spool, recovers what a
+ * crash left, binds the listeners as root, drops to the unprivileged user
+ * and runs the event loop (SPEC §2). */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "smtpd/listener.h"
+
+/* The group whose members (through the sendmail program) may drop files
+ * into maildrop/, as Postfix's postdrop. Created by setup.sh. */
+#define MAILDROP_GROUP "smaltdrop"
+
+struct options {
+	const char *config; /* NULL: the default file */
+	int foreground;
+	int check_only;
+	int verbose;
+	char **overrides;
+	size_t n_overrides;
+};
+
+struct daemon {
+	struct options opt;
+	struct smalt_conf *conf;
+	struct queue *queue;
+	struct listeners listeners;
+	struct event_base *base;
+	int lock_fd;
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: smaltd [-f FILE] [-d] [-n] [-v] "
+			"[-o key=value]...\n");
+	exit(EX_USAGE);
+}
+
+static void
+parse_options(int argc, char **argv, struct options *opt)
+{
+	int c;
+	memset(opt, 0, sizeof(*opt));
+	opt->overrides = xcalloc((size_t)argc, sizeof(char *));
+	while ((c = getopt(argc, argv, "f:dnvo:")) != -1) {
+		switch (c) {
+		case 'f':
+			opt->config = optarg;
+			break;
+		case 'd':
+			opt->foreground = 1;
+			break;
+		case 'n':
+			opt->check_only = 1;
+			break;
+		case 'v':
+			opt->verbose = 1;
+			break;
+		case 'o':
+			opt->overrides[opt->n_overrides++] = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+}
+
+static struct smalt_conf *
+load_conf(const struct options *opt, char *err, size_t errlen)
+{
+	return conf_load(opt->config, opt->overrides, opt->n_overrides, err,
+			 errlen);
+}
+
+/* Only one daemon may own a spool: two would deliver everything twice. */
+static int
+lock_spool(const char *spool_dir)
+{
+	char *path = xasprintf("%s/smaltd.pid", spool_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		fatal("%s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+		fatal("%s: another smaltd is running on this spool", path);
+	free(path);
+	return fd;
+}
+
+static void
+write_pid(int fd)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+		log_warn("cannot write pid file: %s", strerror(errno));
+}
+
+static void
+daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if (chdir("/") != 0)
+		fatal("chdir /: %s", strerror(errno));
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
+/* Looks up the unprivileged user when running as root. */
+static void
+lookup_user(const struct smalt_conf *conf, uid_t *uid, gid_t *gid,
+	    gid_t *drop_gid)
+{
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	*drop_gid = (gid_t)-1;
+	if (geteuid() != 0)
+		return;
+	struct passwd *pw = getpwnam(conf->user);
+	if (pw == NULL) {
+		log_error("user \"%s\" (the user key) does not exist: create "
+			  "it (setup.sh does) or set user to an existing "
+			  "unprivileged account",
+			  conf->user);
+		exit(EX_CONFIG);
+	}
+	if (pw->pw_uid == 0) {
+		log_error("user \"%s\" is root: network-facing code never "
+			  "runs as root",
+			  conf->user);
+		exit(EX_CONFIG);
+	}
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	struct group *gr = getgrnam(MAILDROP_GROUP);
+	if (gr != NULL)
+		*drop_gid = gr->gr_gid;
+	else
+		log_warn("group %s does not exist: local users cannot drop "
+			 "mail into maildrop/",
+			 MAILDROP_GROUP);
+}
+
+static void
+drop_privileges(uid_t uid, gid_t gid)
+{
+	if (uid == (uid_t)-1)
+		return;
+	if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0 ||
+	    setresuid(uid, uid, uid) != 0)
+		fatal("cannot drop privileges: %s", strerror(errno));
+	if (setuid(0) == 0)
+		fatal("privileges were not dropped");
+}
+
+static void
+on_terminate(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	(void)what;
+	log_info("terminating on signal %d", (int)sig);
+	event_base_loopexit(d->base, NULL);
+}
+
+static int
+same_hostports(const struct conf_hostports *a, const struct conf_hostports *b)
+{
+	if (a->n != b->n)
+		return 0;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->v[i].port != b->v[i].port ||
+		    strcmp(a->v[i].host, b->v[i].host) != 0)
+			return 0;
+	return 1;
+}
+
+/* SIGHUP: a bad file keeps the old settings (SPEC §9). Settings bound at
+ * start-up (addresses, spool, user) need a restart. */
+static void
+on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	char err[CONF_ERRLEN];
+	(void)sig;
+	(void)what;
+	struct smalt_conf *conf = load_conf(&d->opt, err, sizeof(err));
+	if (conf == NULL) {
+		log_error("reload failed, keeping the old settings: %s", err);
+		return;
+	}
+	if (!same_hostports(&conf->listen, &d->conf->listen) ||
+	    !same_hostports(&conf->submission_listen,
+			    &d->conf->submission_listen) ||
+	    !same_hostports(&conf->smtps_listen, &d->conf->smtps_listen) ||
+	    strcmp(conf->spool_dir, d->conf->spool_dir) != 0 ||
+	    strcmp(conf->user, d->conf->user) != 0)
+		log_warn("reload: listen addresses, spool_dir and user "
+			 "change only with a restart");
+	conf_free(d->conf);
+	d->conf = conf;
+	log_info("reloaded configuration from %s",
+		 conf->source ? conf->source : "built-in defaults");
+}
+
+static void
+recover_queue(struct daemon *d)
+{
+	struct queue_recover_stats st;
+	if (queue_recover(d->queue, &st) != 0)
+		fatal("queue recovery in %s: %s", d->conf->spool_dir,
+		      strerror(errno));
+	log_info("queue %s: %lu messages, %lu leftovers removed, %lu "
+		 "uncommitted message files removed, %lu moved to corrupt/",
+		 d->conf->spool_dir, st.messages, st.tmp_removed,
+		 st.orphans_removed, st.quarantined);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d = {.lock_fd = -1};
+	char err[CONF_ERRLEN];
+	uid_t uid;
+	gid_t gid, drop_gid;
+
+	parse_options(argc, argv, &d.opt);
+	d.conf = load_conf(&d.opt, err, sizeof(err));
+	if (d.conf == NULL) {
+		fprintf(stderr, "smaltd: %s\n", err);
+		return EX_CONFIG;
+	}
+	if (d.opt.check_only) {
+		conf_print(d.conf, stdout);
+		return fflush(stdout) == 0 ? 0 : EX_IOERR;
+	}
+	log_init(d.opt.foreground || d.conf->log == CONF_LOG_STDERR
+		     ? LOG_DEST_STDERR
+		     : LOG_DEST_SYSLOG,
+		 d.conf->hostname);
+	log_set_part("master");
+	log_set_verbose(d.opt.verbose);
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+
+	lookup_user(d.conf, &uid, &gid, &drop_gid);
+	d.queue = queue_open(d.conf->spool_dir, uid, drop_gid, err,
+			     sizeof(err));
+	if (d.queue == NULL)
+		fatal("spool: %s", err);
+	d.lock_fd = lock_spool(d.conf->spool_dir);
+	recover_queue(&d);
+	if (listeners_bind(d.conf, &d.listeners, err, sizeof(err)) != 0)
+		fatal("%s", err);
+	if (!d.opt.foreground)
+		daemonize();
+	write_pid(d.lock_fd);
+	drop_privileges(uid, gid);
+
+	d.base = event_base_new();
+	if (d.base == NULL)
+		fatal("event_base_new failed");
+	struct event *ev_term = evsignal_new(d.base, SIGTERM, on_terminate, &d);
+	struct event *ev_int = evsignal_new(d.base, SIGINT, on_terminate, &d);
+	struct event *ev_hup = evsignal_new(d.base, SIGHUP, on_reload, &d);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
+	for (size_t i = 0; i < d.listeners.n; i++)
+		log_info("listening on %s (%s)", d.listeners.v[i].name,
+			 listener_kind_name(d.listeners.v[i].kind));
+	log_info("daemon started -- version %s, configuration %s",
+		 SMALT_VERSION,
+		 d.conf->source ? d.conf->source : "built-in defaults");
+
+	event_base_dispatch(d.base);
+
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_base_free(d.base);
+	listeners_close(&d.listeners);
+	queue_close(d.queue);
+	conf_free(d.conf);
+	free(d.opt.overrides);
+	log_info("daemon stopped");
+	return 0;
+}
