@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "conf/conf.h"
 #include "queue/queue.h"
 #include "smtpd/listener.h"
+#include "smtpd/smtpd.h"
 
 /* The group whose members (through the sendmail program) may drop files
  * into maildrop/, as Postfix's postdrop. Created by setup.sh. */
@@ -39,6 +41,7 @@ struct daemon {
 	struct smalt_conf *conf;
 	struct queue *queue;
 	struct listeners listeners;
+	struct smtpd *smtpd;
 	struct event_base *base;
 	int lock_fd;
 };
@@ -180,6 +183,27 @@ drop_privileges(uid_t uid, gid_t gid)
 		fatal("privileges were not dropped");
 }
 
+/* Each session is a descriptor; the usual soft limit of 1024 would cap
+ * the server below max_connections. */
+static void
+raise_fd_limit(const struct smalt_conf *conf)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warn("cannot raise the open file limit: %s",
+			 strerror(errno));
+	/* Room for listeners, spool and log descriptors besides sessions. */
+	if (rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)conf->max_connections + 64)
+		log_warn("open file limit %llu is below max_connections %u "
+			 "+ 64; connections beyond it will fail",
+			 (unsigned long long)rl.rlim_cur,
+			 conf->max_connections);
+}
+
 static void
 on_terminate(evutil_socket_t sig, short what, void *arg)
 {
@@ -223,6 +247,11 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	    strcmp(conf->user, d->conf->user) != 0)
 		log_warn("reload: listen addresses, spool_dir and user "
 			 "change only with a restart");
+	if (smtpd_set_conf(d->smtpd, conf, err, sizeof(err)) != 0) {
+		log_error("reload failed, keeping the old settings: %s", err);
+		conf_free(conf);
+		return;
+	}
 	conf_free(d->conf);
 	d->conf = conf;
 	log_info("reloaded configuration from %s",
@@ -269,6 +298,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 
+	raise_fd_limit(d.conf);
 	lookup_user(d.conf, &uid, &gid, &drop_gid);
 	d.queue = queue_open(d.conf->spool_dir, uid, drop_gid, err,
 			     sizeof(err));
@@ -292,6 +322,10 @@ main(int argc, char **argv)
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
+	d.smtpd = smtpd_new(d.base, d.conf, d.queue, &d.listeners, err,
+			    sizeof(err));
+	if (d.smtpd == NULL)
+		fatal("%s", err);
 	for (size_t i = 0; i < d.listeners.n; i++)
 		log_info("listening on %s (%s)", d.listeners.v[i].name,
 			 listener_kind_name(d.listeners.v[i].kind));
@@ -299,8 +333,12 @@ main(int argc, char **argv)
 		 SMALT_VERSION,
 		 d.conf->source ? d.conf->source : "built-in defaults");
 
+	/* One process for now: from here on the SMTP side does the
+	 * talking, so its lines carry the tag pflogsumm looks for. */
+	log_set_part("smtpd");
 	event_base_dispatch(d.base);
 
+	smtpd_free(d.smtpd);
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

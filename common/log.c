@@ -1,5 +1,6 @@
 #include "common/log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,14 +51,23 @@ log_set_verbose(int verbose)
 void
 log_vline(int priority, const char *prefix, const char *fmt, va_list ap)
 {
+	if (log_dest == LOG_DEST_NONE)
+		return;
+	/* Callers log an error and then return -1 with errno still set. */
+	int saved_errno = errno;
 	char msg[2048];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	/* One event, one line: a CR or LF from a peer must not forge lines. */
-	for (char *p = msg; *p; p++)
+	/* One event, one line: a CR or LF from a peer must not forge lines,
+	 * and other control characters must not reach a terminal. */
+	for (char *p = msg; *p; p++) {
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
+		else if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	}
 	if (log_dest == LOG_DEST_SYSLOG) {
 		syslog(priority, "%s%s", prefix, msg);
+		errno = saved_errno;
 		return;
 	}
 	char stamp[32];
@@ -67,6 +77,7 @@ log_vline(int priority, const char *prefix, const char *fmt, va_list ap)
 	strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
 	fprintf(stderr, "%s %s %s[%ld]: %s%s\n", stamp, log_host, log_tag,
 		(long)getpid(), prefix, msg);
+	errno = saved_errno;
 }
 
 #define LOG_FN(name, prio, prefix)                                            \

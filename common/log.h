@@ -5,7 +5,9 @@
 
 #include <stdarg.h>
 
-enum log_dest { LOG_DEST_SYSLOG, LOG_DEST_STDERR };
+/* LOG_DEST_NONE drops every line: for fuzz targets, whose stderr is
+ * libFuzzer's report channel. */
+enum log_dest { LOG_DEST_SYSLOG, LOG_DEST_STDERR, LOG_DEST_NONE };
 
 /* Sets where lines go and the host name shown in stderr lines. May be
  * called again (after a reload or in a child). */

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define SMALT_NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -33,6 +34,10 @@ int write_all(int fd, const void *buf, size_t len);
 
 /* fsync a directory by path: the step that makes a rename durable. */
 int fsync_dir(const char *path);
+
+/* An RFC 5322 date-time in local time with its numeric zone, e.g.
+ * "Sun, 29 Nov 2026 05:41:54 +0000". buf should hold 40 bytes. */
+char *rfc5322_date(time_t t, char *buf, size_t len);
 
 /* Wall clock in microseconds since the epoch. */
 uint64_t now_usec(void);

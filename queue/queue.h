@@ -72,6 +72,9 @@ int queue_msg_commit(struct queue_msg *m, struct envelope *env);
  * committed; msgs[i] is set to NULL for each success. */
 size_t queue_msg_commit_batch(struct queue_msg **msgs,
 			      struct envelope **envs, size_t n);
+/* Why the last write or commit of m failed (an errno value, EIO when
+ * unknown). */
+int queue_msg_error(const struct queue_msg *m);
 /* Drops an uncommitted message: its file is removed. */
 void queue_msg_abort(struct queue_msg *m);
 

@@ -211,6 +211,12 @@ queue_msg_size(const struct queue_msg *m)
 	return m->size;
 }
 
+int
+queue_msg_error(const struct queue_msg *m)
+{
+	return m->failed ? m->failed : EIO;
+}
+
 static int
 msg_flush(struct queue_msg *m)
 {

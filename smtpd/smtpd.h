@@ -1,0 +1,33 @@
+/* The SMTP server: accepts on the listeners, enforces the connection
+ * limits, runs one session per client on the caller's event loop, and
+ * commits messages through a commit thread (SPEC §6). */
+#ifndef SMALT_SMTPD_H
+#define SMALT_SMTPD_H
+
+#include <event2/event.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+#include "smtpd/listener.h"
+
+struct smtpd;
+
+struct smtpd_stats {
+	unsigned long connections, received, rejected;
+};
+
+/* Starts serving on every listener. conf is borrowed until the next
+ * smtpd_set_conf or smtpd_free. NULL with err on failure. */
+struct smtpd *smtpd_new(struct event_base *base, struct smalt_conf *conf,
+			struct queue *queue, struct listeners *listeners,
+			char *err, size_t errlen);
+/* Applies new settings (SIGHUP): new sessions and new transactions use
+ * them; the recipient tables are read again. 0, or -1 with err when a
+ * table does not read (then the old settings stay). */
+int smtpd_set_conf(struct smtpd *sd, struct smalt_conf *conf, char *err,
+		   size_t errlen);
+/* Stops accepting, waits for commits under way, closes every session. */
+void smtpd_free(struct smtpd *sd);
+const struct smtpd_stats *smtpd_stats(const struct smtpd *sd);
+
+#endif
