@@ -95,8 +95,8 @@ static double
 run_variant(enum variant v, const char *base, int threads, double seconds)
 {
 	struct run r = {.v = v, .seconds = seconds, .rawdir = -1};
-	char *dir = xasprintf("%s/%s-%d", base, v == V_RAW ? "raw" : "queue",
-			      threads);
+	char *dir =
+	    xasprintf("%s/%s-%d", base, v == V_RAW ? "raw" : "queue", threads);
 	char err[256];
 	if (v == V_RAW) {
 		mkdir(dir, 0700);
@@ -165,9 +165,8 @@ main(int argc, char **argv)
 	for (int round = 0; round < rounds; round++)
 		for (int c = 0; c < 2; c++)
 			for (int v = 0; v < V_COUNT; v++) {
-				double rate = run_variant((enum variant)v,
-							  base, conc[c],
-							  seconds);
+				double rate = run_variant((enum variant)v, base,
+							  conc[c], seconds);
 				sum[c][v] += rate;
 				fprintf(stderr,
 					"round %d: %2d writers %-24s %8.0f/s\n",

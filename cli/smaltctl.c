@@ -88,8 +88,8 @@ main(int argc, char **argv)
 		usage();
 	} else {
 		static const char *const later[] = {
-		    "show", "flush", "hold", "release", "remove", "reload",
-		    "stop"};
+		    "show",   "flush",	"hold", "release",
+		    "remove", "reload", "stop"};
 		int known = 0;
 		for (size_t i = 0; i < SMALT_NELEM(later); i++)
 			known |= strcmp(cmd, later[i]) == 0;

@@ -300,8 +300,8 @@ main(int argc, char **argv)
 
 	raise_fd_limit(d.conf);
 	lookup_user(d.conf, &uid, &gid, &drop_gid);
-	d.queue = queue_open(d.conf->spool_dir, uid, drop_gid, err,
-			     sizeof(err));
+	d.queue =
+	    queue_open(d.conf->spool_dir, uid, drop_gid, err, sizeof(err));
 	if (d.queue == NULL)
 		fatal("spool: %s", err);
 	d.lock_fd = lock_spool(d.conf->spool_dir);
@@ -322,8 +322,8 @@ main(int argc, char **argv)
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
-	d.smtpd = smtpd_new(d.base, d.conf, d.queue, &d.listeners, err,
-			    sizeof(err));
+	d.smtpd =
+	    smtpd_new(d.base, d.conf, d.queue, &d.listeners, err, sizeof(err));
 	if (d.smtpd == NULL)
 		fatal("%s", err);
 	for (size_t i = 0; i < d.listeners.n; i++)

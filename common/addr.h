@@ -13,8 +13,9 @@
 #define ADDR_ALLOW_NULL	      0x01 /* "<>" is valid (MAIL FROM) */
 #define ADDR_ALLOW_POSTMASTER 0x02 /* "<Postmaster>" without domain (RCPT) */
 #define ADDR_ALLOW_UTF8	      0x04 /* SMTPUTF8: UTF-8 in local part/domain */
-#define ADDR_ALLOW_NOBRACKETS 0x08 /* "user@dom" without <>, as many clients
-				      send; Postfix accepts it too */
+#define ADDR_ALLOW_NOBRACKETS                                                  \
+	0x08 /* "user@dom" without <>, as many clients                         \
+		send; Postfix accepts it too */
 
 struct mailaddr {
 	/* Local part as written on the wire: a dot-string, or a quoted
@@ -32,8 +33,8 @@ struct mailaddr {
  * fills *out and sets *endp to the first byte after the path (where ESMTP
  * parameters may start). On failure returns -1 and sets *errstr to a
  * short reason fit for a 501 reply. */
-int addr_parse_path(const char *s, size_t len, int flags,
-		    struct mailaddr *out, size_t *endp, const char **errstr);
+int addr_parse_path(const char *s, size_t len, int flags, struct mailaddr *out,
+		    size_t *endp, const char **errstr);
 
 /* Parses a whole bare mailbox "local@domain" (no brackets), as used in
  * config and table files. */
@@ -45,6 +46,10 @@ int addr_parse_mailbox(const char *s, int flags, struct mailaddr *out,
 char *addr_format(const struct mailaddr *a, char *buf, size_t buflen);
 
 int addr_is_null(const struct mailaddr *a);
+
+/* The local part as a name to look up: a quoted string without its
+ * quotes and escapes ("john doe" -> john doe), a dot-string as is. */
+char *addr_local_unquoted(const struct mailaddr *a, char *buf, size_t buflen);
 
 /* Validates a domain name (dot-separated LDH labels, each 1-63) or an
  * address literal. 0 when valid. */

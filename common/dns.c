@@ -74,10 +74,10 @@ sock_state(void *data, ares_socket_t fd, int readable, int writable)
 	}
 	if (!readable && !writable)
 		return;
-	short what = EV_PERSIST | (readable ? EV_READ : 0) |
-		     (writable ? EV_WRITE : 0);
-	dns->socks = xrealloc(dns->socks,
-			      (dns->nsocks + 1) * sizeof(*dns->socks));
+	short what =
+	    EV_PERSIST | (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0);
+	dns->socks =
+	    xrealloc(dns->socks, (dns->nsocks + 1) * sizeof(*dns->socks));
 	struct dns_sock *s = &dns->socks[dns->nsocks++];
 	s->fd = fd;
 	s->ev = event_new(dns->base, fd, what, on_sock, dns);
@@ -95,8 +95,7 @@ dns_schedule(struct dns *dns)
 }
 
 struct dns *
-dns_new(struct event_base *base, const char *servers, char *err,
-	size_t errlen)
+dns_new(struct event_base *base, const char *servers, char *err, size_t errlen)
 {
 	static int library_ready;
 	if (!library_ready) {
@@ -167,8 +166,8 @@ on_forward(void *arg, int status, int timeouts, struct hostent *he)
 	struct dns_req *req = arg;
 	(void)timeouts;
 	const char *name = NULL;
-	if (status == ARES_SUCCESS && he != NULL && he->h_addrtype ==
-							 req->family) {
+	if (status == ARES_SUCCESS && he != NULL &&
+	    he->h_addrtype == req->family) {
 		size_t len = req->family == AF_INET ? 4 : 16;
 		for (char **a = he->h_addr_list; *a != NULL; a++)
 			if (memcmp(*a, req->addr, len) == 0)

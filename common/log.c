@@ -80,13 +80,13 @@ log_vline(int priority, const char *prefix, const char *fmt, va_list ap)
 	errno = saved_errno;
 }
 
-#define LOG_FN(name, prio, prefix)                                            \
-	void name(const char *fmt, ...)                                       \
-	{                                                                     \
-		va_list ap;                                                   \
-		va_start(ap, fmt);                                            \
-		log_vline(prio, prefix, fmt, ap);                             \
-		va_end(ap);                                                   \
+#define LOG_FN(name, prio, prefix)                                             \
+	void name(const char *fmt, ...)                                        \
+	{                                                                      \
+		va_list ap;                                                    \
+		va_start(ap, fmt);                                             \
+		log_vline(prio, prefix, fmt, ap);                              \
+		va_end(ap);                                                    \
 	}
 
 LOG_FN(log_info, LOG_INFO, "")

@@ -29,7 +29,6 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fatal(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
 
-void log_vline(int priority, const char *prefix, const char *fmt,
-	       va_list ap);
+void log_vline(int priority, const char *prefix, const char *fmt, va_list ap);
 
 #endif

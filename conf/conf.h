@@ -88,6 +88,8 @@ struct smalt_conf {
 	unsigned max_connections_per_ip;
 	unsigned smtpd_timeout;
 	enum conf_bare_newline bare_newline;
+	unsigned smtpd_error_limit; /* error replies before 421 and close */
+	unsigned smtpd_greet_pause; /* greeting held back, untrusted clients */
 	unsigned retry_min, retry_max;
 	unsigned host_retry_min, host_retry_max;
 	unsigned queue_lifetime;
@@ -124,8 +126,7 @@ void conf_print(const struct smalt_conf *conf, FILE *out);
 /* Value parsers, exported for tests and for other files that take the
  * same shapes (routes next hops, relayhost). 0 on success, -1 with a
  * reason in err. */
-int conf_parse_duration(const char *s, unsigned *out, char *err,
-			size_t errlen);
+int conf_parse_duration(const char *s, unsigned *out, char *err, size_t errlen);
 int conf_parse_size(const char *s, uint64_t *out, char *err, size_t errlen);
 int conf_parse_hostport(const char *s, uint16_t default_port,
 			struct conf_hostport *out, char *err, size_t errlen);
@@ -133,8 +134,7 @@ int conf_parse_cidr(const char *s, struct conf_cidr *out, char *err,
 		    size_t errlen);
 /* Does the socket address fall in one of the prefixes? IPv4-mapped IPv6
  * addresses match IPv4 prefixes. */
-int conf_cidrs_match(const struct conf_cidrs *cidrs,
-		     const struct sockaddr *sa);
+int conf_cidrs_match(const struct conf_cidrs *cidrs, const struct sockaddr *sa);
 /* Is domain (any case) one of local_domains? */
 int conf_is_local_domain(const struct smalt_conf *conf, const char *domain);
 

@@ -34,13 +34,12 @@ struct table {
  * "file: reason" for open/read errors). */
 struct table *table_open(const char *path, enum table_sep sep, int flags,
 			 char *err, size_t errlen);
-struct table *table_parse_buffer(const char *name, const char *text,
-				 size_t len, enum table_sep sep, int flags,
-				 char *err, size_t errlen);
+struct table *table_parse_buffer(const char *name, const char *text, size_t len,
+				 enum table_sep sep, int flags, char *err,
+				 size_t errlen);
 void table_free(struct table *t);
 
 /* First entry with this key (the file's first occurrence), or NULL. */
-const struct table_entry *table_lookup(const struct table *t,
-				       const char *key);
+const struct table_entry *table_lookup(const struct table *t, const char *key);
 
 #endif

@@ -283,8 +283,7 @@ parse_rcpt(struct cursor *c, struct envelope *env, const char **errstr)
 	struct env_rcpt *r = envelope_add_rcpt(env, addr);
 	r->state = st;
 	r->next_attempt = next;
-	smalt_strlcpy(r->dsn, strcmp(dsn, "-") == 0 ? "" : dsn,
-		      sizeof(r->dsn));
+	smalt_strlcpy(r->dsn, strcmp(dsn, "-") == 0 ? "" : dsn, sizeof(r->dsn));
 	envelope_set(&r->reason, c->fields[5]);
 	return 0;
 }
@@ -294,12 +293,12 @@ parse_header(struct cursor *c, struct envelope *env, const char **errstr)
 {
 	uint64_t v;
 
-#define NEED(key, n, why)                                                     \
-	do {                                                                  \
-		if (next_record(c, key, n) != 0) {                            \
-			*errstr = why;                                        \
-			return -1;                                            \
-		}                                                             \
+#define NEED(key, n, why)                                                      \
+	do {                                                                   \
+		if (next_record(c, key, n) != 0) {                             \
+			*errstr = why;                                         \
+			return -1;                                             \
+		}                                                              \
 	} while (0)
 
 	NEED("id", 1, "bad id record");

@@ -29,8 +29,8 @@ struct env_rcpt {
 struct envelope {
 	char id[QUEUE_ID_LEN + 1];
 	time_t arrival;
-	uint64_t size;	  /* exact size of the message file */
-	char *sender;	  /* "" for the null sender <> */
+	uint64_t size;	   /* exact size of the message file */
+	char *sender;	   /* "" for the null sender <> */
 	unsigned attempts; /* delivery rounds so far, for the backoff */
 	int warned;	   /* the delay warning went out */
 	/* Where the message came from, for logs and Received (may be ""). */

@@ -70,8 +70,8 @@ int queue_msg_commit(struct queue_msg *m, struct envelope *env);
 /* Commits several messages sharing one round of fsyncs: the shape of an
  * event loop that collected finished DATA transfers. Returns the number
  * committed; msgs[i] is set to NULL for each success. */
-size_t queue_msg_commit_batch(struct queue_msg **msgs,
-			      struct envelope **envs, size_t n);
+size_t queue_msg_commit_batch(struct queue_msg **msgs, struct envelope **envs,
+			      size_t n);
 /* Why the last write or commit of m failed (an errno value, EIO when
  * unknown). */
 int queue_msg_error(const struct queue_msg *m);
@@ -109,7 +109,7 @@ long queue_scan(struct queue *q, enum queue_dir dir, queue_scan_fn fn,
 		void *arg);
 
 struct queue_recover_stats {
-	unsigned long messages;	  /* valid committed messages found */
+	unsigned long messages;	   /* valid committed messages found */
 	unsigned long tmp_removed; /* leftovers in tmp/ */
 	unsigned long orphans_removed;
 	unsigned long quarantined;

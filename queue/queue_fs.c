@@ -12,7 +12,7 @@
 #include "common/util.h"
 #include "queue/queue.h"
 
-#define MSG_BUFSIZE	  (64 * 1024)
+#define MSG_BUFSIZE	 (64 * 1024)
 #define ENVELOPE_MAXSIZE (64u * 1024 * 1024)
 
 static const char *const dir_names[QDIR_COUNT] = {
@@ -149,8 +149,8 @@ queue_open(const char *spool_dir, uid_t owner, gid_t group, char *err,
 		snprintf(path, sizeof(path), "%s/%s", spool_dir, dir_names[d]);
 		if (make_dir(path, mode, owner,
 			     d == QDIR_MAILDROP ? group : (gid_t)-1) != 0 ||
-		    (q->dirfd[d] = open(path, O_RDONLY | O_DIRECTORY |
-						  O_CLOEXEC)) < 0) {
+		    (q->dirfd[d] =
+			 open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
 			goto fail;
 		}
@@ -351,8 +351,8 @@ queue_msg_commit_batch(struct queue_msg **msgs, struct envelope **envs,
 	}
 	/* 2: both files durable, and the message file's name. */
 	for (size_t i = 0; i < n; i++)
-		if (ok[i] && (fsync(msgs[i]->fd) != 0 ||
-			      fsync(msgs[i]->env_fd) != 0))
+		if (ok[i] &&
+		    (fsync(msgs[i]->fd) != 0 || fsync(msgs[i]->env_fd) != 0))
 			batch_fail(msgs[i], &ok[i], errno);
 	if (dir_fsync(q, QDIR_MSG) != 0)
 		for (size_t i = 0; i < n; i++)
@@ -404,8 +404,8 @@ queue_msg_commit(struct queue_msg *m, struct envelope *env)
 static char *
 read_file_at(int dirfd, const char *name, size_t limit, size_t *lenp)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
-					    O_NONBLOCK);
+	int fd =
+	    openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return NULL;
 	struct stat st;

@@ -68,8 +68,7 @@ bind_one(const struct addrinfo *ai, const char *name, enum listener_kind kind,
 			log_warn("listen %s: skipped: %s", name, strerror(e));
 			return 0;
 		}
-		snprintf(err, errlen, "listen %s: bind: %s", name,
-			 strerror(e));
+		snprintf(err, errlen, "listen %s: bind: %s", name, strerror(e));
 		return -1;
 	}
 	if (listen(fd, LISTEN_BACKLOG) != 0) {
@@ -99,11 +98,11 @@ bind_hostports(const struct conf_hostports *hps, enum listener_kind kind,
 			 wild ? "*" : hp->host, hp->port);
 		struct addrinfo hints = {.ai_family = AF_UNSPEC,
 					 .ai_socktype = SOCK_STREAM,
-					 .ai_flags = AI_PASSIVE |
-						     AI_NUMERICSERV},
+					 .ai_flags =
+					     AI_PASSIVE | AI_NUMERICSERV},
 				*res, *ai;
-		int rc = getaddrinfo(wild ? NULL : hp->host, port, &hints,
-				     &res);
+		int rc =
+		    getaddrinfo(wild ? NULL : hp->host, port, &hints, &res);
 		if (rc != 0) {
 			snprintf(err, errlen, "listen %s: %s", name,
 				 gai_strerror(rc));
@@ -120,8 +119,8 @@ bind_hostports(const struct conf_hostports *hps, enum listener_kind kind,
 }
 
 int
-listeners_bind(const struct smalt_conf *conf, struct listeners *out,
-	       char *err, size_t errlen)
+listeners_bind(const struct smalt_conf *conf, struct listeners *out, char *err,
+	       size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
 	if (bind_hostports(&conf->listen, LISTENER_SMTP, out, err, errlen) !=

@@ -57,8 +57,9 @@ policy_free(struct policy *p)
 static int
 local_user_exists(const struct policy *p, const struct mailaddr *a)
 {
-	char local[ADDR_LOCAL_MAX + 1], full[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
-	smalt_strlcpy(local, a->local, sizeof(local));
+	char local[ADDR_LOCAL_MAX + 1],
+	    full[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
+	addr_local_unquoted(a, local, sizeof(local));
 	ascii_lower(local);
 	/* RFC 5321 4.5.1: postmaster must always be accepted. */
 	if (strcmp(local, "postmaster") == 0)
@@ -83,8 +84,7 @@ policy_check_rcpt(const struct policy *p, const struct mailaddr *rcpt,
 {
 	if (rcpt->domain[0] == '\0' ||
 	    conf_is_local_domain(p->conf, rcpt->domain))
-		return local_user_exists(p, rcpt) ? RCPT_OK
-						  : RCPT_UNKNOWN_USER;
+		return local_user_exists(p, rcpt) ? RCPT_OK : RCPT_UNKNOWN_USER;
 	if (authenticated || conf_cidrs_match(&p->conf->relay_networks, sa))
 		return RCPT_OK;
 	return RCPT_RELAY_DENIED;

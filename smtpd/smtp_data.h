@@ -25,12 +25,12 @@ struct smtp_data {
 	void *sink_arg;
 	uint64_t max_size; /* 0: no limit */
 
-	uint64_t size;	/* octets of message text produced */
-	int too_big;	/* size would exceed max_size: output stopped */
-	int long_line;	/* a line over SMTP_TEXT_LINE_MAX */
-	int bare_nl;	/* a bare CR or LF was seen */
+	uint64_t size;	 /* octets of message text produced */
+	int too_big;	 /* size would exceed max_size: output stopped */
+	int long_line;	 /* a line over SMTP_TEXT_LINE_MAX */
+	int bare_nl;	 /* a bare CR or LF was seen */
 	int sink_failed; /* the sink returned -1: output stopped */
-	int done;	/* the end-of-data mark was read */
+	int done;	 /* the end-of-data mark was read */
 
 	/* parser state */
 	int prev_crlf;	 /* the last line ended with a real CR LF */
@@ -41,8 +41,8 @@ struct smtp_data {
 	char out[8192];
 };
 
-void smtp_data_init(struct smtp_data *d, uint64_t max_size,
-		    smtp_data_sink sink, void *sink_arg);
+void smtp_data_init(struct smtp_data *d, uint64_t max_size, smtp_data_sink sink,
+		    void *sink_arg);
 /* Feeds wire bytes. Returns how many were consumed: all of len, or fewer
  * when the end-of-data mark was found (d->done is then set and the bytes
  * after the mark belong to the next command). */

@@ -13,10 +13,8 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define SMTP_LINE_MAX	     512 /* command line with CR LF, RFC 5321 */
-#define SMTPD_ERROR_LIMIT    10	 /* error replies before 421 and close */
-#define SMTPD_GREET_PAUSE_MS 300 /* wait for early talkers, untrusted only */
-#define SMTPD_OUTPUT_HIGH    (64 * 1024) /* stop reading past this */
+#define SMTP_LINE_MAX	  512	      /* command line with CR LF, RFC 5321 */
+#define SMTPD_OUTPUT_HIGH (64 * 1024) /* stop reading past this */
 
 static void session_process(struct smtp_session *s);
 static void session_arm_deadline(struct smtp_session *s);
@@ -26,8 +24,7 @@ static void on_client_name(void *arg, const char *name);
 
 /* ---- replies ---------------------------------------------------------- */
 
-static void
-reply(struct smtp_session *s, const char *fmt, ...)
+static void reply(struct smtp_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -359,9 +356,8 @@ write_received(struct smtp_session *s)
 	n = snprintf(line, sizeof(line),
 		     "Received: from %s (%s [%s])\r\n"
 		     "\tby %s (smalt) with %s id %s",
-		     helo, s->client_name, s->client_ip,
-		     s->sd->conf->hostname, proto_name(s),
-		     queue_msg_id(s->msg));
+		     helo, s->client_name, s->client_ip, s->sd->conf->hostname,
+		     proto_name(s), queue_msg_id(s->msg));
 	if (s->env.nrcpt == 1)
 		n += snprintf(line + n, sizeof(line) - (size_t)n,
 			      "\r\n\tfor <%s>", s->env.rcpt[0].address);
@@ -455,10 +451,10 @@ proceed_expn(struct smtp_session *s, const char *args)
 	reply(s, "502 5.5.1 Error: EXPN not supported");
 }
 
-#define COUNTER(field)                                                        \
-	static unsigned *count_##field(struct smtp_session *s)                \
-	{                                                                     \
-		return &s->field;                                             \
+#define COUNTER(field)                                                         \
+	static unsigned *count_##field(struct smtp_session *s)                 \
+	{                                                                      \
+		return &s->field;                                              \
 	}
 COUNTER(n_helo)
 COUNTER(n_ehlo)
@@ -489,8 +485,7 @@ too_many_errors(struct smtp_session *s)
 	log_info("too many errors after %s from %s[%s]",
 		 s->state == SMTP_CONNECTED ? "CONNECT" : "command",
 		 s->client_name, s->client_ip);
-	reply(s, "421 4.7.0 %s Error: too many errors",
-	      s->sd->conf->hostname);
+	reply(s, "421 4.7.0 %s Error: too many errors", s->sd->conf->hostname);
 	close_after(s);
 }
 
@@ -533,14 +528,13 @@ finish_data(struct smtp_session *s)
 	else if (d->long_line)
 		refusal = "552 5.5.2 Error: message has a line longer than "
 			  "1000 octets";
-	else if (d->bare_nl &&
-		 s->sd->conf->bare_newline == BARE_NEWLINE_REJECT)
+	else if (d->bare_nl && s->sd->conf->bare_newline == BARE_NEWLINE_REJECT)
 		refusal = "554 5.6.0 Error: bare CR or LF in message; lines "
 			  "must end with CR LF";
 	else if (d->sink_failed) {
 		int err = queue_msg_error(s->msg);
-		log_warn("%s: queue file write error: %s",
-			 queue_msg_id(s->msg), strerror(err));
+		log_warn("%s: queue file write error: %s", queue_msg_id(s->msg),
+			 strerror(err));
 		refusal = err == ENOSPC || err == EDQUOT
 			      ? "452 4.3.1 Insufficient system storage"
 			      : "451 4.3.0 Error: queue file write error";
@@ -573,8 +567,8 @@ smtp_session_committed(struct smtp_session *s, const struct commit_result *r)
 	if (r->ok) {
 		s->sd->stats.received++;
 		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
-			 r->id, s->env.sender,
-			 (unsigned long long)s->env.size, s->env.nrcpt);
+			 r->id, s->env.sender, (unsigned long long)s->env.size,
+			 s->env.nrcpt);
 	} else {
 		log_warn("%s: queue commit failed: %s", r->id,
 			 strerror(r->error));
@@ -617,8 +611,7 @@ feed_data(struct smtp_session *s, struct evbuffer *in)
 /* Reads one command line; 0 when none is complete yet. Over-long lines
  * are answered and skipped up to their end. */
 static int
-next_line(struct smtp_session *s, struct evbuffer *in, char **line,
-	  size_t *len)
+next_line(struct smtp_session *s, struct evbuffer *in, char **line, size_t *len)
 {
 	for (;;) {
 		struct evbuffer_ptr eol =
@@ -676,7 +669,7 @@ session_process(struct smtp_session *s)
 			break;
 		handle_command(s, line, len);
 		free(line);
-		if (s->errors >= SMTPD_ERROR_LIMIT &&
+		if (s->errors >= (int)s->sd->conf->smtpd_error_limit &&
 		    s->state != SMTP_CLOSING)
 			too_many_errors(s);
 	}
@@ -788,8 +781,7 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	log_info("timeout after %s from %s[%s]",
 		 s->state == SMTP_DATA ? "DATA" : "command", s->client_name,
 		 s->client_ip);
-	reply(s, "421 4.4.2 %s Error: timeout exceeded",
-	      s->sd->conf->hostname);
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->sd->conf->hostname);
 	close_after(s);
 }
 
@@ -816,13 +808,12 @@ session_arm_deadline(struct smtp_session *s)
 static void
 format_client(struct smtp_session *s, const struct sockaddr *sa)
 {
-	const void *a = sa->sa_family == AF_INET6
-			    ? (const void *)&((const struct sockaddr_in6 *)sa)
-				  ->sin6_addr
-			    : (const void *)&((const struct sockaddr_in *)sa)
-				  ->sin_addr;
-	if (inet_ntop(sa->sa_family, a, s->client_ip,
-		      sizeof(s->client_ip)) == NULL)
+	const void *a =
+	    sa->sa_family == AF_INET6
+		? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+		: (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+	if (inet_ntop(sa->sa_family, a, s->client_ip, sizeof(s->client_ip)) ==
+	    NULL)
 		smalt_strlcpy(s->client_ip, "unknown", sizeof(s->client_ip));
 	smalt_strlcpy(s->client_name, "unknown", sizeof(s->client_name));
 }
@@ -843,7 +834,7 @@ on_client_name(void *arg, const char *name)
 		greet(s);
 		return;
 	}
-	struct timeval tv = {0, SMTPD_GREET_PAUSE_MS * 1000};
+	struct timeval tv = {s->sd->conf->smtpd_greet_pause, 0};
 	event_add(s->timer, &tv);
 }
 

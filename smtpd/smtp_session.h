@@ -37,12 +37,12 @@ struct smtpd {
 	struct ip_count {
 		struct sockaddr_storage addr;
 		unsigned n;
-	} *ipcounts;
+	} * ipcounts;
 	size_t nipcounts;
 };
 
 enum smtp_state {
-	SMTP_GREETING, /* greeting held back to catch early talkers */
+	SMTP_GREETING,	/* greeting held back to catch early talkers */
 	SMTP_CONNECTED, /* greeted, no HELO/EHLO yet */
 	SMTP_HELO,	/* between transactions */
 	SMTP_MAIL,	/* MAIL accepted */
@@ -56,7 +56,7 @@ struct smtp_session {
 	struct smtpd *sd;
 	struct smtp_session *prev, *next;
 	struct bufferevent *bev;
-	struct event *timer; /* greeting pause, then the command deadline */
+	struct event *timer;	 /* greeting pause, then the command deadline */
 	struct dns_req *dns_req; /* the client's name, while looked up */
 	struct sockaddr_storage addr;
 	struct sockaddr_storage ipkey; /* addr without the port */

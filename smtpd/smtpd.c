@@ -76,8 +76,8 @@ struct accept_ctx {
 };
 
 static void
-on_accept(struct evconnlistener *lev, evutil_socket_t fd,
-	  struct sockaddr *sa, int salen, void *arg)
+on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+	  int salen, void *arg)
 {
 	struct accept_ctx *ctx = arg;
 	struct smtpd *sd = ctx->sd;
@@ -99,8 +99,8 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		return;
 	}
 	if (c == NULL) {
-		sd->ipcounts = xrealloc(sd->ipcounts, (sd->nipcounts + 1) *
-							  sizeof(*sd->ipcounts));
+		sd->ipcounts = xrealloc(
+		    sd->ipcounts, (sd->nipcounts + 1) * sizeof(*sd->ipcounts));
 		c = &sd->ipcounts[sd->nipcounts++];
 		c->addr = key;
 		c->n = 0;
@@ -137,11 +137,9 @@ resolver_csv(const struct conf_hostports *r)
 {
 	char *csv = xstrdup("");
 	for (size_t i = 0; i < r->n; i++) {
-		char *next = xasprintf(strchr(r->v[i].host, ':')
-					   ? "%s%s[%s]:%u"
-					   : "%s%s%s:%u",
-				       csv, i ? "," : "", r->v[i].host,
-				       r->v[i].port);
+		char *next = xasprintf(
+		    strchr(r->v[i].host, ':') ? "%s%s[%s]:%u" : "%s%s%s:%u",
+		    csv, i ? "," : "", r->v[i].host, r->v[i].port);
 		free(csv);
 		csv = next;
 	}
@@ -149,9 +147,8 @@ resolver_csv(const struct conf_hostports *r)
 }
 
 struct smtpd *
-smtpd_new(struct event_base *base, struct smalt_conf *conf,
-	  struct queue *queue, struct listeners *listeners, char *err,
-	  size_t errlen)
+smtpd_new(struct event_base *base, struct smalt_conf *conf, struct queue *queue,
+	  struct listeners *listeners, char *err, size_t errlen)
 {
 	struct smtpd *sd = xcalloc(1, sizeof(*sd));
 	sd->base = base;

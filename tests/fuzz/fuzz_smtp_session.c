@@ -25,8 +25,7 @@ static struct queue *q;
 static struct smalt_conf *conf;
 
 static int
-remove_one(struct queue *queue, enum queue_dir dir, const char *id,
-	   void *arg)
+remove_one(struct queue *queue, enum queue_dir dir, const char *id, void *arg)
 {
 	(void)arg;
 	queue_remove(queue, dir, id);
@@ -49,8 +48,8 @@ setup(void)
 				   "max_message_size = 20k\n";
 	char *spool_opt = xasprintf("spool_dir=%s", spool);
 	char *overrides[] = {spool_opt};
-	conf = conf_parse_buffer("fuzz.conf", text, sizeof(text) - 1,
-				 overrides, 1, err, sizeof(err));
+	conf = conf_parse_buffer("fuzz.conf", text, sizeof(text) - 1, overrides,
+				 1, err, sizeof(err));
 	free(spool_opt);
 	if (conf == NULL) {
 		fprintf(stderr, "%s\n", err);

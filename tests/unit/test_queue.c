@@ -35,8 +35,8 @@ static struct queue *
 open_queue(void)
 {
 	char err[256];
-	struct queue *q = queue_open(spool, (uid_t)-1, (gid_t)-1, err,
-				     sizeof(err));
+	struct queue *q =
+	    queue_open(spool, (uid_t)-1, (gid_t)-1, err, sizeof(err));
 	if (q == NULL)
 		fprintf(stderr, "queue_open: %s\n", err);
 	return q;
@@ -72,8 +72,8 @@ test_layout(void)
 {
 	struct queue *q = open_queue();
 	CHECK(q != NULL);
-	const char *dirs[] = {"tmp",	  "msg",  "incoming", "deferred",
-			      "hold",	  "corrupt", "maildrop"};
+	const char *dirs[] = {"tmp",  "msg",	 "incoming", "deferred",
+			      "hold", "corrupt", "maildrop"};
 	for (size_t i = 0; i < SMALT_NELEM(dirs); i++) {
 		struct stat st;
 		char p[512];
@@ -215,8 +215,7 @@ test_envelope_malformed(void)
 	}
 	/* And the good one for contrast, plus a NUL inside it. */
 	char buf[1024];
-	snprintf(buf, sizeof(buf), "%srcpt\tpending\t0\t-\ta@b\t\nend\n",
-		 head);
+	snprintf(buf, sizeof(buf), "%srcpt\tpending\t0\t-\ta@b\t\nend\n", head);
 	struct envelope env;
 	const char *why;
 	CHECK(envelope_parse(buf, strlen(buf), &env, &why) == 0);
@@ -364,8 +363,7 @@ test_large_message(void)
 	CHECK(queue_msg_commit(m, &env) == 0);
 	envelope_free(&env);
 	struct stat st;
-	CHECK(stat(spath("msg", id), &st) == 0 &&
-	      (uint64_t)st.st_size == want);
+	CHECK(stat(spath("msg", id), &st) == 0 && (uint64_t)st.st_size == want);
 	CHECK(queue_remove(q, QDIR_INCOMING, id) == 0);
 	free(id);
 	queue_close(q);
@@ -443,8 +441,8 @@ test_open_errors(void)
 	char err[256] = "";
 	char *file = xasprintf("%s/file", spool);
 	test_write_file(file, "x", 1);
-	struct queue *q = queue_open(file, (uid_t)-1, (gid_t)-1, err,
-				     sizeof(err));
+	struct queue *q =
+	    queue_open(file, (uid_t)-1, (gid_t)-1, err, sizeof(err));
 	CHECK(q == NULL);
 	CHECK(strstr(err, file) != NULL);
 	free(file);

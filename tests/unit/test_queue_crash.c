@@ -65,8 +65,8 @@ static void
 writer(const char *spool, int out, uint64_t seed)
 {
 	char err[256];
-	struct queue *q = queue_open(spool, (uid_t)-1, (gid_t)-1, err,
-				     sizeof(err));
+	struct queue *q =
+	    queue_open(spool, (uid_t)-1, (gid_t)-1, err, sizeof(err));
 	if (q == NULL)
 		_exit(3);
 	char live[64][QUEUE_ID_LEN + 1];
@@ -135,8 +135,15 @@ writer(const char *spool, int out, uint64_t seed)
 	}
 }
 
-enum fate { F_NONE, F_COMMITTING, F_COMMITTED, F_MOVING, F_MOVED,
-	    F_REMOVING, F_REMOVED };
+enum fate {
+	F_NONE,
+	F_COMMITTING,
+	F_COMMITTED,
+	F_MOVING,
+	F_MOVED,
+	F_REMOVING,
+	F_REMOVED
+};
 
 struct tracked {
 	char id[QUEUE_ID_LEN + 1];
@@ -176,12 +183,10 @@ read_reports(int fd, struct tracked *t, int *n)
 		struct tracked *e = track(t, n, id);
 		if (e == NULL)
 			return -1;
-		static const enum fate begin[] = {['C'] = F_COMMITTING,
-						  ['D'] = F_MOVING,
-						  ['R'] = F_REMOVING};
-		static const enum fate end[] = {['C'] = F_COMMITTED,
-						['D'] = F_MOVED,
-						['R'] = F_REMOVED};
+		static const enum fate begin[] = {
+		    ['C'] = F_COMMITTING, ['D'] = F_MOVING, ['R'] = F_REMOVING};
+		static const enum fate end[] = {
+		    ['C'] = F_COMMITTED, ['D'] = F_MOVED, ['R'] = F_REMOVED};
 		e->fate = kind == 'B' ? begin[(int)op] : end[(int)op];
 		line = nl + 1;
 	}
@@ -307,8 +312,8 @@ main(void)
 		close(fds[0]);
 
 		char err[256];
-		struct queue *q = queue_open(spool, (uid_t)-1, (gid_t)-1, err,
-					     sizeof(err));
+		struct queue *q =
+		    queue_open(spool, (uid_t)-1, (gid_t)-1, err, sizeof(err));
 		CHECK(q != NULL);
 		if (q == NULL)
 			return 1;

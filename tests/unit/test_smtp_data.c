@@ -108,7 +108,8 @@ test_cases(void)
 				 (!k->done ||
 				  strcmp(k->in + r.consumed, k->rest) == 0);
 			if (i == SMALT_NELEM(cases) - 1)
-				ok = r.done && memcmp(r.out, "\0\xff\r\n", 4) == 0;
+				ok = r.done &&
+				     memcmp(r.out, "\0\xff\r\n", 4) == 0;
 			if (!ok)
 				fprintf(stderr, "case %zu chunk %zu: out=%s\n",
 					i, chunks[c], r.out);
