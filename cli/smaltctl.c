@@ -76,6 +76,7 @@ main(int argc, char **argv)
 	char err[CONF_ERRLEN];
 	struct smalt_conf *conf =
 	    conf_load(config, overrides, n_overrides, err, sizeof(err));
+	free(overrides);
 	if (conf == NULL) {
 		fprintf(stderr, "smaltctl: %s\n", err);
 		return EX_CONFIG;
@@ -102,6 +103,5 @@ main(int argc, char **argv)
 		rc = EX_UNAVAILABLE;
 	}
 	conf_free(conf);
-	free(overrides);
 	return rc;
 }

@@ -283,10 +283,13 @@ main(int argc, char **argv)
 	d.conf = load_conf(&d.opt, err, sizeof(err));
 	if (d.conf == NULL) {
 		fprintf(stderr, "smaltd: %s\n", err);
+		free(d.opt.overrides);
 		return EX_CONFIG;
 	}
 	if (d.opt.check_only) {
 		conf_print(d.conf, stdout);
+		conf_free(d.conf);
+		free(d.opt.overrides);
 		return fflush(stdout) == 0 ? 0 : EX_IOERR;
 	}
 	log_init(d.opt.foreground || d.conf->log == CONF_LOG_STDERR

@@ -390,9 +390,7 @@ envelope_parse(const char *text, size_t len, struct envelope *env,
 	rc = 0;
 out:
 	free(c);
-	if (rc != 0) {
-		envelope_free(env);
-		envelope_init(env);
-	}
+	if (rc != 0)
+		envelope_free(env); /* leaves it zeroed: nothing to free */
 	return rc;
 }

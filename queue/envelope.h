@@ -49,7 +49,8 @@ void envelope_set(char **field, const char *value);
 
 /* The text form. envelope_format returns a malloc'd buffer and its length
  * in *len. envelope_parse accepts exactly what envelope_format writes and
- * nothing else; on error it returns -1 and points *errstr at a reason. */
+ * nothing else; on error it returns -1, points *errstr at a reason and
+ * leaves env with nothing to free. */
 char *envelope_format(const struct envelope *env, size_t *len);
 int envelope_parse(const char *text, size_t len, struct envelope *env,
 		   const char **errstr);

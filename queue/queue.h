@@ -79,7 +79,8 @@ int queue_msg_error(const struct queue_msg *m);
 void queue_msg_abort(struct queue_msg *m);
 
 /* Reads the envelope of id from dir. 0, or -1 with errno (ENOENT when it
- * is not there, EINVAL when it does not parse: *errstr says why). */
+ * is not there, EINVAL when it does not parse: *errstr says why); on
+ * failure env holds nothing to free. */
 int queue_env_read(struct queue *q, enum queue_dir dir, const char *id,
 		   struct envelope *env, const char **errstr);
 /* Writes env as the new envelope of env->id in dir (which may differ from
@@ -117,6 +118,13 @@ struct queue_recover_stats {
 /* The start-up scan: removes what a crash left half-written and moves
  * what does not validate to corrupt/. Must run with no writer active. */
 int queue_recover(struct queue *q, struct queue_recover_stats *stats);
+
+/* A descriptor that turns readable when a message is committed into
+ * incoming/ or dropped into maildrop/, by any process: the delivery
+ * side's wake-up. queue_watch_drain empties it and returns the number
+ * of arrivals seen. */
+int queue_watch_open(struct queue *q);
+int queue_watch_drain(int fd);
 
 /* A new queue id: 16 upper-case hex digits, microseconds since the epoch
  * then a counter, so ids sort by arrival. */

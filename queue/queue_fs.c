@@ -442,7 +442,8 @@ queue_env_read(struct queue *q, enum queue_dir dir, const char *id,
 {
 	size_t len;
 	*errstr = NULL;
-	envelope_init(env);
+	/* On failure env holds nothing to free. */
+	memset(env, 0, sizeof(*env));
 	if (!queue_id_valid(id)) {
 		*errstr = "not a queue id";
 		errno = EINVAL;
@@ -454,11 +455,11 @@ queue_env_read(struct queue *q, enum queue_dir dir, const char *id,
 					  : strerror(errno);
 		return -1;
 	}
-	envelope_free(env);
 	int rc = envelope_parse(text, len, env, errstr);
 	free(text);
 	if (rc == 0 && strcmp(env->id, id) != 0) {
 		*errstr = "envelope id differs from its file name";
+		envelope_free(env);
 		rc = -1;
 	}
 	if (rc != 0)

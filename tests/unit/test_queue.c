@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -435,6 +437,33 @@ test_recover(void)
 	queue_close(q);
 }
 
+/* The delivery side's wake-up: a commit in another process is seen. */
+static void
+test_watch(void)
+{
+	struct queue *q = open_queue();
+	int fd = queue_watch_open(q);
+	CHECK(fd >= 0);
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	CHECK(poll(&p, 1, 0) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct queue *cq = open_queue();
+		char *id = commit_msg(cq, "watched\r\n", 1);
+		free(id);
+		queue_close(cq);
+		_exit(0);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(poll(&p, 1, 5000) == 1);
+	CHECK(queue_watch_drain(fd) >= 1);
+	CHECK(poll(&p, 1, 0) == 0);
+	close(fd);
+	queue_close(q);
+}
+
 static void
 test_open_errors(void)
 {
@@ -459,6 +488,7 @@ main(void)
 	test_transitions();
 	test_large_message();
 	test_recover();
+	test_watch();
 	test_open_errors();
 	test_rm_rf(spool);
 	free(spool);

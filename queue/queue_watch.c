@@ -1,0 +1,56 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "queue/queue.h"
+
+/* New mail is announced by the file system itself: a commit ends with a
+ * rename into incoming/, and sendmail's drop with a rename into
+ * maildrop/. Watching for those renames wakes the delivery side from any
+ * process (smtpd, pickup, a restarted daemon) without either side
+ * knowing the other. */
+int
+queue_watch_open(struct queue *q)
+{
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	static const enum queue_dir watched[] = {QDIR_INCOMING, QDIR_MAILDROP};
+	for (size_t i = 0; i < SMALT_NELEM(watched); i++) {
+		char *path = xasprintf("%s/%s", queue_path(q),
+				       queue_dir_name(watched[i]));
+		int wd = inotify_add_watch(fd, path, IN_MOVED_TO);
+		free(path);
+		if (wd < 0) {
+			int saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+	}
+	return fd;
+}
+
+int
+queue_watch_drain(int fd)
+{
+	char buf[8192]
+	    __attribute__((aligned(__alignof__(struct inotify_event))));
+	int events = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			events++;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	return events;
+}
