@@ -67,6 +67,7 @@ end_line(struct smtp_data *d, int crlf)
 	emit(d, "\r\n", 2);
 	d->prev_crlf = crlf;
 	d->line_len = 0;
+	d->lines++;
 	return 0;
 }
 

@@ -25,12 +25,13 @@ struct smtp_data {
 	void *sink_arg;
 	uint64_t max_size; /* 0: no limit */
 
-	uint64_t size;	 /* octets of message text produced */
-	int too_big;	 /* size would exceed max_size: output stopped */
-	int long_line;	 /* a line over SMTP_TEXT_LINE_MAX */
-	int bare_nl;	 /* a bare CR or LF was seen */
-	int sink_failed; /* the sink returned -1: output stopped */
-	int done;	 /* the end-of-data mark was read */
+	uint64_t size;	     /* octets of message text produced */
+	int too_big;	     /* size would exceed max_size: output stopped */
+	int long_line;	     /* a line over SMTP_TEXT_LINE_MAX */
+	int bare_nl;	     /* a bare CR or LF was seen */
+	int sink_failed;     /* the sink returned -1: output stopped */
+	int done;	     /* the end-of-data mark was read */
+	unsigned long lines; /* text lines read so far */
 
 	/* parser state */
 	int prev_crlf;	 /* the last line ended with a real CR LF */

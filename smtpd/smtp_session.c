@@ -566,8 +566,8 @@ smtp_session_committed(struct smtp_session *s, const struct commit_result *r)
 {
 	if (r->ok) {
 		s->sd->stats.received++;
-		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
-			 r->id, s->env.sender, (unsigned long long)s->env.size,
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queued)", r->id,
+			 s->env.sender, (unsigned long long)s->env.size,
 			 s->env.nrcpt);
 	} else {
 		log_warn("%s: queue commit failed: %s", r->id,
@@ -585,6 +585,7 @@ smtp_session_committed(struct smtp_session *s, const struct commit_result *r)
 		reply(s, "451 4.3.0 Error: queue file write error");
 	transaction_reset(s);
 	s->state = SMTP_HELO;
+	session_arm_deadline(s); /* the wait was ours, not the client's */
 	if (s->eof)
 		finish_after_eof(s);
 	else
@@ -649,6 +650,10 @@ session_process(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
+	/* Only a whole command or text line moves the deadline on: bytes
+	 * trickled without a line end do not. */
+	int progress = 0;
+	unsigned long lines = s->state == SMTP_DATA ? s->data.lines : 0;
 
 	while (s->state != SMTP_CLOSING && s->state != SMTP_COMMIT) {
 		/* A client that does not read its replies gets no more
@@ -658,7 +663,9 @@ session_process(struct smtp_session *s)
 			return;
 		}
 		if (s->state == SMTP_DATA) {
-			if (!feed_data(s, in))
+			int ended = feed_data(s, in);
+			progress |= s->data.lines != lines;
+			if (!ended)
 				break;
 			finish_data(s);
 			continue;
@@ -667,13 +674,16 @@ session_process(struct smtp_session *s)
 		size_t len;
 		if (!next_line(s, in, &line, &len))
 			break;
+		progress = 1;
 		handle_command(s, line, len);
 		free(line);
 		if (s->errors >= (int)s->sd->conf->smtpd_error_limit &&
 		    s->state != SMTP_CLOSING)
 			too_many_errors(s);
+		if (s->state == SMTP_DATA)
+			lines = s->data.lines;
 	}
-	if (s->state != SMTP_CLOSING)
+	if (progress && s->state != SMTP_CLOSING)
 		session_arm_deadline(s);
 }
 
