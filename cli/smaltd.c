@@ -13,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -83,6 +84,13 @@ parse_options(int argc, char **argv, struct options *opt)
 	}
 	if (optind != argc)
 		usage();
+	/* The daemon changes to / and reloads later: keep an absolute
+	 * path to the file it was started with. */
+	if (opt->config != NULL && opt->config[0] != '/') {
+		char *abs = realpath(opt->config, NULL);
+		if (abs != NULL)
+			opt->config = abs;
+	}
 }
 
 static struct smalt_conf *
@@ -100,6 +108,9 @@ lock_spool(const char *spool_dir)
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		fatal("%s: %s", path, strerror(errno));
+	/* Readable by all despite our umask: smaltctl status reads it. */
+	if (fchmod(fd, 0644) != 0)
+		log_warn("%s: %s", path, strerror(errno));
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0)
 		fatal("%s: another smaltd is running on this spool", path);
 	free(path);
@@ -115,17 +126,50 @@ write_pid(int fd)
 		log_warn("cannot write pid file: %s", strerror(errno));
 }
 
+/* The parent of a daemonized smaltd waits until the daemon is serving,
+ * or has died, and exits with its status, so that a start-up error is
+ * the exit status of the command the admin typed. */
+static int ready_fd = -1;
+
 static void
 daemonize(void)
 {
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		fatal("pipe: %s", strerror(errno));
 	pid_t pid = fork();
 	if (pid < 0)
 		fatal("fork: %s", strerror(errno));
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		unsigned char status;
+		close(p[1]);
+		if (read(p[0], &status, 1) == 1)
+			_exit(status);
+		int wst;
+		if (waitpid(pid, &wst, 0) == pid && WIFEXITED(wst))
+			_exit(WEXITSTATUS(wst));
+		_exit(1);
+	}
+	close(p[0]);
+	ready_fd = p[1];
 	setsid();
 	if (chdir("/") != 0)
 		fatal("chdir /: %s", strerror(errno));
+}
+
+/* Serving: release the waiting parent and let go of the terminal. */
+static void
+daemon_ready(void)
+{
+	log_set_echo_stderr(0);
+	if (ready_fd < 0)
+		return;
+	unsigned char ok = 0;
+	if (write(ready_fd, &ok, 1) != 1)
+		log_warn("cannot tell the parent we started: %s",
+			 strerror(errno));
+	close(ready_fd);
+	ready_fd = -1;
 	int fd = open("/dev/null", O_RDWR);
 	if (fd >= 0) {
 		dup2(fd, 0);
@@ -209,6 +253,7 @@ on_terminate(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
 	(void)what;
+	log_set_part("master");
 	log_info("terminating on signal %d", (int)sig);
 	event_base_loopexit(d->base, NULL);
 }
@@ -228,12 +273,9 @@ same_hostports(const struct conf_hostports *a, const struct conf_hostports *b)
 /* SIGHUP: a bad file keeps the old settings (SPEC §9). Settings bound at
  * start-up (addresses, spool, user) need a restart. */
 static void
-on_reload(evutil_socket_t sig, short what, void *arg)
+reload(struct daemon *d)
 {
-	struct daemon *d = arg;
 	char err[CONF_ERRLEN];
-	(void)sig;
-	(void)what;
 	struct smalt_conf *conf = load_conf(&d->opt, err, sizeof(err));
 	if (conf == NULL) {
 		log_error("reload failed, keeping the old settings: %s", err);
@@ -244,9 +286,10 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 			    &d->conf->submission_listen) ||
 	    !same_hostports(&conf->smtps_listen, &d->conf->smtps_listen) ||
 	    strcmp(conf->spool_dir, d->conf->spool_dir) != 0 ||
-	    strcmp(conf->user, d->conf->user) != 0)
-		log_warn("reload: listen addresses, spool_dir and user "
-			 "change only with a restart");
+	    strcmp(conf->user, d->conf->user) != 0 ||
+	    conf->resolver.n != d->conf->resolver.n)
+		log_warn("reload: listen addresses, spool_dir, user and "
+			 "resolver change only with a restart");
 	if (smtpd_set_conf(d->smtpd, conf, err, sizeof(err)) != 0) {
 		log_error("reload failed, keeping the old settings: %s", err);
 		conf_free(conf);
@@ -254,8 +297,21 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	conf_free(d->conf);
 	d->conf = conf;
+	/* The host name shown in log lines may have changed. */
+	log_init(d->opt.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG,
+		 conf->hostname);
 	log_info("reloaded configuration from %s",
 		 conf->source ? conf->source : "built-in defaults");
+}
+
+static void
+on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	log_set_part("master");
+	reload(arg);
+	log_set_part("smtpd");
 }
 
 static void
@@ -292,10 +348,13 @@ main(int argc, char **argv)
 		free(d.opt.overrides);
 		return fflush(stdout) == 0 ? 0 : EX_IOERR;
 	}
-	log_init(d.opt.foreground || d.conf->log == CONF_LOG_STDERR
-		     ? LOG_DEST_STDERR
-		     : LOG_DEST_SYSLOG,
+	/* Lines for stderr need a stderr to go to: log = stderr keeps the
+	 * daemon in the foreground as -d does. */
+	if (d.conf->log == CONF_LOG_STDERR)
+		d.opt.foreground = 1;
+	log_init(d.opt.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG,
 		 d.conf->hostname);
+	log_set_echo_stderr(!d.opt.foreground);
 	log_set_part("master");
 	log_set_verbose(d.opt.verbose);
 	signal(SIGPIPE, SIG_IGN);
@@ -327,8 +386,10 @@ main(int argc, char **argv)
 	event_add(ev_hup, NULL);
 	d.smtpd =
 	    smtpd_new(d.base, d.conf, d.queue, &d.listeners, err, sizeof(err));
-	if (d.smtpd == NULL)
-		fatal("%s", err);
+	if (d.smtpd == NULL) {
+		log_error("%s", err);
+		exit(EX_CONFIG);
+	}
 	for (size_t i = 0; i < d.listeners.n; i++)
 		log_info("listening on %s (%s)", d.listeners.v[i].name,
 			 listener_kind_name(d.listeners.v[i].kind));
@@ -336,10 +397,12 @@ main(int argc, char **argv)
 		 SMALT_VERSION,
 		 d.conf->source ? d.conf->source : "built-in defaults");
 
+	daemon_ready();
 	/* One process for now: from here on the SMTP side does the
 	 * talking, so its lines carry the tag pflogsumm looks for. */
 	log_set_part("smtpd");
 	event_base_dispatch(d.base);
+	log_set_part("master");
 
 	smtpd_free(d.smtpd);
 	event_free(ev_term);

@@ -14,6 +14,7 @@ static enum log_dest log_dest = LOG_DEST_STDERR;
 static char log_host[256] = "localhost";
 static char log_tag[64] = "smalt";
 static int log_verbose;
+static int log_echo_stderr;
 
 void
 log_init(enum log_dest dest, const char *hostname)
@@ -43,6 +44,12 @@ log_set_part(const char *part)
 }
 
 void
+log_set_echo_stderr(int on)
+{
+	log_echo_stderr = on;
+}
+
+void
 log_set_verbose(int verbose)
 {
 	log_verbose = verbose;
@@ -67,6 +74,8 @@ log_vline(int priority, const char *prefix, const char *fmt, va_list ap)
 	}
 	if (log_dest == LOG_DEST_SYSLOG) {
 		syslog(priority, "%s%s", prefix, msg);
+		if (log_echo_stderr && priority <= LOG_WARNING)
+			fprintf(stderr, "%s: %s%s\n", log_tag, prefix, msg);
 		errno = saved_errno;
 		return;
 	}

@@ -15,6 +15,9 @@ void log_init(enum log_dest dest, const char *hostname);
 /* The part that speaks: "smtpd", "qmgr", "local", ...; the tag becomes
  * smalt/<part>[pid]. Call after fork() so the pid is right. */
 void log_set_part(const char *part);
+/* While a daemon starts from a terminal, its warnings and errors go to
+ * syslog and to stderr, so whoever started it sees why it stopped. */
+void log_set_echo_stderr(int on);
 /* 1 shows log_debug lines. */
 void log_set_verbose(int verbose);
 

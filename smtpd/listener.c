@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -31,13 +32,30 @@ listener_kind_name(enum listener_kind kind)
 	return "?";
 }
 
-/* Errors that mean "this host has no such address family or address",
- * such as [::1] on a host without IPv6. */
+/* Does any interface carry an address of this family? [::1] on a host
+ * with IPv6 switched off fails with EADDRNOTAVAIL, and so does a typo in
+ * an IPv4 address: only the first may be skipped. */
 static int
-family_missing(int err)
+host_has_family(int family)
 {
-	return err == EAFNOSUPPORT || err == EADDRNOTAVAIL ||
-	       err == EPFNOSUPPORT || err == EPROTONOSUPPORT;
+	struct ifaddrs *ifa, *i;
+	int found = 0;
+	if (getifaddrs(&ifa) != 0)
+		return 1;
+	for (i = ifa; i != NULL && !found; i = i->ifa_next)
+		found = i->ifa_addr != NULL && i->ifa_addr->sa_family == family;
+	freeifaddrs(ifa);
+	return found;
+}
+
+/* Errors that mean "this host lacks the address family". */
+static int
+family_missing(int err, int family)
+{
+	if (err == EAFNOSUPPORT || err == EPFNOSUPPORT ||
+	    err == EPROTONOSUPPORT)
+		return 1;
+	return err == EADDRNOTAVAIL && !host_has_family(family);
 }
 
 static int
@@ -49,7 +67,7 @@ bind_one(const struct addrinfo *ai, const char *name, enum listener_kind kind,
 			ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			ai->ai_protocol);
 	if (fd < 0) {
-		if (family_missing(errno)) {
+		if (family_missing(errno, ai->ai_family)) {
 			log_warn("listen %s: skipped: %s", name,
 				 strerror(errno));
 			return 0;
@@ -64,7 +82,7 @@ bind_one(const struct addrinfo *ai, const char *name, enum listener_kind kind,
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
 		int e = errno;
 		close(fd);
-		if (family_missing(e)) {
+		if (family_missing(e, ai->ai_family)) {
 			log_warn("listen %s: skipped: %s", name, strerror(e));
 			return 0;
 		}

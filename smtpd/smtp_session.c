@@ -214,6 +214,12 @@ check_mail(struct smtp_session *s, const char *args)
 		reply(s, "503 5.5.1 Error: nested MAIL command");
 		return -1;
 	}
+	/* Port 587 takes mail only from authenticated users; AUTH is not
+	 * in this version, so it takes none. */
+	if (s->kind == LISTENER_SUBMISSION) {
+		reply(s, "530 5.7.0 Authentication required");
+		return -1;
+	}
 	return 0;
 }
 

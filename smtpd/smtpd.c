@@ -150,6 +150,14 @@ struct smtpd *
 smtpd_new(struct event_base *base, struct smalt_conf *conf, struct queue *queue,
 	  struct listeners *listeners, char *err, size_t errlen)
 {
+	for (size_t i = 0; i < listeners->n; i++)
+		if (listeners->v[i].kind == LISTENER_SMTPS) {
+			/* Plain text on 465 would mislead every client. */
+			snprintf(err, errlen,
+				 "smtps_listen: implicit TLS is not in this "
+				 "version of smalt; remove smtps_listen");
+			return NULL;
+		}
 	struct smtpd *sd = xcalloc(1, sizeof(*sd));
 	sd->base = base;
 	sd->conf = conf;
