@@ -178,3 +178,42 @@ rfc5322_date(time_t t, char *buf, size_t len)
 		 off / 60, off % 60);
 	return buf;
 }
+
+int
+read_whole_file(const char *path, size_t max, char **bufp, size_t *lenp)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	size_t len = 0, cap = 4096;
+	char *buf = xmalloc(cap);
+	int rc = 0;
+	for (;;) {
+		if (len == cap) {
+			cap *= 2;
+			buf = xrealloc(buf, cap);
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > max) {
+			rc = EFBIG;
+			break;
+		}
+	}
+	close(fd);
+	if (rc != 0) {
+		free(buf);
+		return rc;
+	}
+	*bufp = buf;
+	*lenp = len;
+	return 0;
+}

@@ -32,6 +32,10 @@ void ascii_lower(char *s);
 /* Writes all of buf, retrying on EINTR and short writes. 0 or -1/errno. */
 int write_all(int fd, const void *buf, size_t len);
 
+/* Reads a whole file into a malloc'd buffer (not NUL-terminated).
+ * Returns 0, or an errno value: EFBIG when it is longer than max. */
+int read_whole_file(const char *path, size_t max, char **bufp, size_t *lenp);
+
 /* fsync a directory by path: the step that makes a rename durable. */
 int fsync_dir(const char *path);
 

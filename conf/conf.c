@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/strbuf.h"
 #include "common/util.h"
 
 /* Longest physical line, and longest value after joining continuation
@@ -146,50 +147,8 @@ _Static_assert(sizeof(enum conf_log) == sizeof(int), "enum size");
 
 /* ---- small string helpers ---- */
 
-struct sbuf {
-	char *s;
-	size_t len, cap;
-};
-
-static void
-sbuf_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->s = xrealloc(b->s, cap);
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void
-sbuf_adds(struct sbuf *b, const char *s)
-{
-	sbuf_add(b, s, strlen(s));
-}
-
-static void sbuf_addf(struct sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-sbuf_addf(struct sbuf *b, const char *fmt, ...)
-{
-	char tmp[128];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		sbuf_add(b, tmp,
-			 (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
 static const char *
-sbuf_str(const struct sbuf *b)
+sbuf_str(const struct strbuf *b)
 {
 	return b->s ? b->s : "";
 }
@@ -810,7 +769,7 @@ line_error(struct parser *p, unsigned line, const char *reason)
 static int
 parse_text(struct parser *p, const char *text, size_t len)
 {
-	struct sbuf logical = {0};
+	struct strbuf logical = {0};
 	unsigned line = 0, start = 0;
 	int have = 0, rc = 0;
 	const char *s = text, *end = text + len;
@@ -841,8 +800,8 @@ parse_text(struct parser *p, const char *text, size_t len)
 						"\"key = value\" line before");
 				break;
 			}
-			sbuf_add(&logical, " ", 1);
-			sbuf_add(&logical, ts, (size_t)(te - ts));
+			strbuf_add(&logical, " ", 1);
+			strbuf_add(&logical, ts, (size_t)(te - ts));
 			if (logical.len > CONF_VALUE_MAX + CONF_LINE_MAX) {
 				rc = line_error(p, start,
 						"value longer than 65536 "
@@ -854,7 +813,7 @@ parse_text(struct parser *p, const char *text, size_t len)
 				rc = take_setting(p, logical.s, logical.len,
 						  start);
 			logical.len = 0;
-			sbuf_add(&logical, ts, (size_t)(te - ts));
+			strbuf_add(&logical, ts, (size_t)(te - ts));
 			start = line;
 			have = 1;
 		}
@@ -931,13 +890,13 @@ system_hostname(void)
 
 /* "$" in a value is a reference, so a literal one is written "$$". */
 static void
-add_escaped(struct sbuf *b, const char *s)
+add_escaped(struct strbuf *b, const char *s)
 {
 	for (const char *d; (d = strchr(s, '$')) != NULL; s = d + 1) {
-		sbuf_add(b, s, (size_t)(d - s));
-		sbuf_add(b, "$$", 2);
+		strbuf_add(b, s, (size_t)(d - s));
+		strbuf_add(b, "$$", 2);
 	}
-	sbuf_adds(b, s);
+	strbuf_adds(b, s);
 }
 
 static void
@@ -950,7 +909,7 @@ fill_defaults(struct parser *p)
 		if (keys[i].def != NULL) {
 			rv->text = xstrdup(keys[i].def);
 		} else {
-			struct sbuf b = {0};
+			struct strbuf b = {0};
 			add_escaped(&b, system_hostname());
 			rv->text = b.s ? b.s : xstrdup("");
 		}
@@ -994,19 +953,19 @@ culprit(const struct parser *p, size_t i, size_t top)
 }
 
 static int
-expand_text(struct parser *p, size_t i, size_t top, struct sbuf *out)
+expand_text(struct parser *p, size_t i, size_t top, struct strbuf *out)
 {
 	const char *s = p->v[i].text;
 	while (*s != '\0') {
 		const char *d = strchr(s, '$');
 		if (d == NULL) {
-			sbuf_adds(out, s);
+			strbuf_adds(out, s);
 			break;
 		}
-		sbuf_add(out, s, (size_t)(d - s));
+		strbuf_add(out, s, (size_t)(d - s));
 		s = d + 1;
 		if (*s == '$') {
-			sbuf_add(out, "$", 1);
+			strbuf_add(out, "$", 1);
 			s++;
 			continue;
 		}
@@ -1033,7 +992,7 @@ expand_text(struct parser *p, size_t i, size_t top, struct sbuf *out)
 		}
 		if (expand_key(p, (size_t)ref, top) != 0)
 			return -1;
-		sbuf_adds(out, p->v[ref].expanded);
+		strbuf_adds(out, p->v[ref].expanded);
 		if (out->len > CONF_VALUE_MAX) {
 			key_error(p, culprit(p, i, top),
 				  "value longer than 65536 bytes after \"$\" "
@@ -1054,7 +1013,7 @@ expand_key(struct parser *p, size_t i, size_t top)
 	if (rv->state == EXP_DONE)
 		return 0;
 	rv->state = EXP_BUSY;
-	struct sbuf out = {0};
+	struct strbuf out = {0};
 	if (expand_text(p, i, top, &out) != 0) {
 		free(out.s);
 		return -1;
@@ -1169,11 +1128,11 @@ convert_enum(struct parser *p, size_t i, const char *v, int *out)
 			return 0;
 		}
 	}
-	struct sbuf want = {0};
+	struct strbuf want = {0};
 	for (int n = 0; names[n] != NULL; n++) {
 		if (n > 0)
-			sbuf_adds(&want, names[n + 1] ? ", " : " or ");
-		sbuf_adds(&want, names[n]);
+			strbuf_adds(&want, names[n + 1] ? ", " : " or ");
+		strbuf_adds(&want, names[n]);
 	}
 	key_error(p, i, "bad value \"%.100s\" (expected %s)", v,
 		  sbuf_str(&want));
@@ -1293,7 +1252,7 @@ key_index(const char *name)
 	return (size_t)i;
 }
 
-static void format_duration(struct sbuf *b, unsigned v);
+static void format_duration(struct strbuf *b, unsigned v);
 
 static int
 check_order(struct parser *p, const struct smalt_conf *c, const char *lo,
@@ -1304,7 +1263,7 @@ check_order(struct parser *p, const struct smalt_conf *c, const char *lo,
 	unsigned b = *(const unsigned *)cfield(c, j);
 	if (a <= b)
 		return 0;
-	struct sbuf ta = {0}, tb = {0};
+	struct strbuf ta = {0}, tb = {0};
 	format_duration(&ta, a);
 	format_duration(&tb, b);
 	pair_error(p, i, j, "%s (%s) must not be greater than %s (%s)", lo,
@@ -1382,46 +1341,6 @@ conf_parse_buffer(const char *name, const char *text, size_t len,
 	return c;
 }
 
-/* 0, or an errno value (EFBIG past max). */
-static int
-read_file(const char *path, size_t max, char **bufp, size_t *lenp)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno;
-	size_t len = 0, cap = 4096;
-	char *buf = xmalloc(cap);
-	int rc = 0;
-	for (;;) {
-		if (len == cap) {
-			cap *= 2;
-			buf = xrealloc(buf, cap);
-		}
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > max) {
-			rc = EFBIG;
-			break;
-		}
-	}
-	close(fd);
-	if (rc != 0) {
-		free(buf);
-		return rc;
-	}
-	*bufp = buf;
-	*lenp = len;
-	return 0;
-}
-
 struct smalt_conf *
 conf_load(const char *path, char *const *overrides, size_t n_overrides,
 	  char *err, size_t errlen)
@@ -1429,7 +1348,7 @@ conf_load(const char *path, char *const *overrides, size_t n_overrides,
 	const char *file = path ? path : CONF_DEFAULT_FILE;
 	char *buf = NULL;
 	size_t len = 0;
-	int rc = read_file(file, CONF_FILE_MAX, &buf, &len);
+	int rc = read_whole_file(file, CONF_FILE_MAX, &buf, &len);
 	if (rc == ENOENT && path == NULL)
 		return conf_parse_buffer(NULL, "", 0, overrides, n_overrides,
 					 err, errlen);
@@ -1497,28 +1416,28 @@ conf_free(struct smalt_conf *c)
 
 /* The largest unit that divides exactly, so "300s" prints as "5m". */
 static void
-format_duration(struct sbuf *b, unsigned v)
+format_duration(struct strbuf *b, unsigned v)
 {
 	static const struct {
 		unsigned secs;
 		char suffix;
 	} units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}};
 	if (v == 0) {
-		sbuf_adds(b, "0");
+		strbuf_adds(b, "0");
 		return;
 	}
 	for (size_t i = 0; i < SMALT_NELEM(units); i++) {
 		if (v % units[i].secs == 0) {
-			sbuf_addf(b, "%u%c", v / units[i].secs,
-				  units[i].suffix);
+			strbuf_addf(b, "%u%c", v / units[i].secs,
+				    units[i].suffix);
 			return;
 		}
 	}
-	sbuf_addf(b, "%us", v);
+	strbuf_addf(b, "%us", v);
 }
 
 static void
-format_size(struct sbuf *b, uint64_t v)
+format_size(struct strbuf *b, uint64_t v)
 {
 	static const struct {
 		uint64_t bytes;
@@ -1527,41 +1446,41 @@ format_size(struct sbuf *b, uint64_t v)
 	    {1024 * 1024 * 1024, 'g'}, {1024 * 1024, 'm'}, {1024, 'k'}};
 	for (size_t i = 0; v != 0 && i < SMALT_NELEM(units); i++) {
 		if (v % units[i].bytes == 0) {
-			sbuf_addf(b, "%llu%c",
-				  (unsigned long long)(v / units[i].bytes),
-				  units[i].suffix);
+			strbuf_addf(b, "%llu%c",
+				    (unsigned long long)(v / units[i].bytes),
+				    units[i].suffix);
 			return;
 		}
 	}
-	sbuf_addf(b, "%llu", (unsigned long long)v);
+	strbuf_addf(b, "%llu", (unsigned long long)v);
 }
 
 static void
-format_hostport(struct sbuf *b, const struct conf_hostport *h)
+format_hostport(struct strbuf *b, const struct conf_hostport *h)
 {
 	if (h->host == NULL || h->host[0] == '\0')
 		return;
 	if (h->is_literal || strchr(h->host, ':') != NULL) {
-		sbuf_adds(b, "[");
-		sbuf_adds(b, h->host);
-		sbuf_adds(b, "]");
+		strbuf_adds(b, "[");
+		strbuf_adds(b, h->host);
+		strbuf_adds(b, "]");
 	} else {
-		sbuf_adds(b, h->host);
+		strbuf_adds(b, h->host);
 	}
-	sbuf_addf(b, ":%u", (unsigned)h->port);
+	strbuf_addf(b, ":%u", (unsigned)h->port);
 }
 
 static void
-format_cidr(struct sbuf *b, const struct conf_cidr *c)
+format_cidr(struct strbuf *b, const struct conf_cidr *c)
 {
 	char text[INET6_ADDRSTRLEN];
 	if (inet_ntop(c->family, c->addr, text, sizeof(text)) == NULL)
 		smalt_strlcpy(text, "?", sizeof(text));
-	sbuf_addf(b, "%s/%u", text, c->prefix);
+	strbuf_addf(b, "%s/%u", text, c->prefix);
 }
 
 static void
-format_value(const struct smalt_conf *c, size_t i, struct sbuf *b)
+format_value(const struct smalt_conf *c, size_t i, struct strbuf *b)
 {
 	const void *f = cfield(c, i);
 	switch (keys[i].type) {
@@ -1574,7 +1493,7 @@ format_value(const struct smalt_conf *c, size_t i, struct sbuf *b)
 		const struct conf_list *l = f;
 		for (size_t j = 0; j < l->n; j++) {
 			if (j > 0)
-				sbuf_adds(b, ", ");
+				strbuf_adds(b, ", ");
 			add_escaped(b, l->v[j]);
 		}
 		break;
@@ -1583,13 +1502,13 @@ format_value(const struct smalt_conf *c, size_t i, struct sbuf *b)
 		format_duration(b, *(const unsigned *)f);
 		break;
 	case CT_UINT:
-		sbuf_addf(b, "%u", *(const unsigned *)f);
+		strbuf_addf(b, "%u", *(const unsigned *)f);
 		break;
 	case CT_SIZE:
 		format_size(b, *(const uint64_t *)f);
 		break;
 	case CT_PORT:
-		sbuf_addf(b, "%u", (unsigned)*(const uint16_t *)f);
+		strbuf_addf(b, "%u", (unsigned)*(const uint16_t *)f);
 		break;
 	case CT_ENUM: {
 		int n;
@@ -1598,7 +1517,7 @@ format_value(const struct smalt_conf *c, size_t i, struct sbuf *b)
 		while (keys[i].names[count] != NULL)
 			count++;
 		if (n >= 0 && (size_t)n < count)
-			sbuf_adds(b, keys[i].names[n]);
+			strbuf_adds(b, keys[i].names[n]);
 		break;
 	}
 	case CT_HOSTPORTS:
@@ -1606,7 +1525,7 @@ format_value(const struct smalt_conf *c, size_t i, struct sbuf *b)
 		const struct conf_hostports *hp = f;
 		for (size_t j = 0; j < hp->n; j++) {
 			if (j > 0)
-				sbuf_adds(b, ", ");
+				strbuf_adds(b, ", ");
 			format_hostport(b, &hp->v[j]);
 		}
 		break;
@@ -1618,7 +1537,7 @@ format_value(const struct smalt_conf *c, size_t i, struct sbuf *b)
 		const struct conf_cidrs *cs = f;
 		for (size_t j = 0; j < cs->n; j++) {
 			if (j > 0)
-				sbuf_adds(b, ", ");
+				strbuf_adds(b, ", ");
 			format_cidr(b, &cs->v[j]);
 		}
 		break;
@@ -1630,7 +1549,7 @@ void
 conf_print(const struct smalt_conf *c, FILE *out)
 {
 	for (size_t i = 0; i < NKEYS; i++) {
-		struct sbuf b = {0};
+		struct strbuf b = {0};
 		format_value(c, i, &b);
 		if (b.len > 0)
 			fprintf(out, "%s = %s\n", keys[i].name, b.s);

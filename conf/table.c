@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/strbuf.h"
 #include "common/util.h"
 
 #define TABLE_FILE_MAX (64 * 1024 * 1024)
@@ -45,28 +46,6 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The value of the entry being read grows with continuation lines;
- * doubling keeps a long run of them linear. */
-struct value_buf {
-	char *s;
-	size_t len, cap;
-};
-
-static void
-value_add(struct value_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->s = xrealloc(b->s, cap);
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
 /* A key that starts with a double quote ("john doe": target, or
  * "john doe"@example.org /path) may hold white space and the separator
  * inside the quotes; backslash escapes the next character. The key keeps
@@ -77,12 +56,12 @@ static int
 split_quoted(const char *s, const char *e, enum table_sep sep, char **key,
 	     const char **value, const char **why)
 {
-	struct value_buf k = {0};
+	struct strbuf k = {0};
 	const char *p = s + 1;
 	for (; p < e && *p != '"'; p++) {
 		if (*p == '\\' && p + 1 < e)
 			p++;
-		value_add(&k, p, 1);
+		strbuf_add(&k, p, 1);
 	}
 	if (p == e) {
 		*why = "unterminated quoted key";
@@ -115,7 +94,7 @@ split_quoted(const char *s, const char *e, enum table_sep sep, char **key,
 			goto fail;
 		}
 	}
-	value_add(&k, tail, (size_t)(tail_end - tail));
+	strbuf_add(&k, tail, (size_t)(tail_end - tail));
 	*key = k.s ? k.s : xstrdup("");
 	return 0;
 fail:
@@ -187,7 +166,7 @@ add_entry(struct table *t, size_t *cap, char *key, unsigned line)
 }
 
 static void
-finish_value(struct table *t, struct value_buf *b)
+finish_value(struct table *t, struct strbuf *b)
 {
 	if (t->n > 0 && t->v[t->n - 1].value == NULL)
 		t->v[t->n - 1].value = b->s ? b->s : xstrdup("");
@@ -221,7 +200,7 @@ build_index(struct table *t)
 
 /* A line that starts with white space continues the entry before it. */
 static int
-continue_entry(struct table *t, struct value_buf *value, const char *ts,
+continue_entry(struct table *t, struct strbuf *value, const char *ts,
 	       const char *te, const char **why)
 {
 	if (t->flags & TABLE_NO_CONT) {
@@ -235,15 +214,14 @@ continue_entry(struct table *t, struct value_buf *value, const char *ts,
 		return -1;
 	}
 	if (value->len > 0)
-		value_add(value, " ", 1);
-	value_add(value, ts, (size_t)(te - ts));
+		strbuf_add(value, " ", 1);
+	strbuf_add(value, ts, (size_t)(te - ts));
 	return 0;
 }
 
 static int
-start_entry(struct table *t, size_t *cap, struct value_buf *value,
-	    const char *ts, const char *te, enum table_sep sep, unsigned line,
-	    const char **why)
+start_entry(struct table *t, size_t *cap, struct strbuf *value, const char *ts,
+	    const char *te, enum table_sep sep, unsigned line, const char **why)
 {
 	char *key;
 	const char *vs;
@@ -253,7 +231,7 @@ start_entry(struct table *t, size_t *cap, struct value_buf *value,
 	add_entry(t, cap, key, line);
 	const char *ve = te;
 	trim(&vs, &ve);
-	value_add(value, vs, (size_t)(ve - vs));
+	strbuf_add(value, vs, (size_t)(ve - vs));
 	return 0;
 }
 
@@ -261,7 +239,7 @@ static int
 parse_lines(struct table *t, const char *text, size_t len, enum table_sep sep,
 	    char *err, size_t errlen)
 {
-	struct value_buf value = {0};
+	struct strbuf value = {0};
 	size_t cap = 0;
 	unsigned line = 0;
 	const char *s = text, *end = text + len;
@@ -321,53 +299,13 @@ table_parse_buffer(const char *name, const char *text, size_t len,
 	return t;
 }
 
-/* 0, or an errno value (EFBIG past max). */
-static int
-read_file(const char *path, size_t max, char **bufp, size_t *lenp)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno;
-	size_t len = 0, cap = 4096;
-	char *buf = xmalloc(cap);
-	int rc = 0;
-	for (;;) {
-		if (len == cap) {
-			cap *= 2;
-			buf = xrealloc(buf, cap);
-		}
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = errno;
-			break;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > max) {
-			rc = EFBIG;
-			break;
-		}
-	}
-	close(fd);
-	if (rc != 0) {
-		free(buf);
-		return rc;
-	}
-	*bufp = buf;
-	*lenp = len;
-	return 0;
-}
-
 struct table *
 table_open(const char *path, enum table_sep sep, int flags, char *err,
 	   size_t errlen)
 {
 	char *buf = NULL;
 	size_t len = 0;
-	int rc = read_file(path, TABLE_FILE_MAX, &buf, &len);
+	int rc = read_whole_file(path, TABLE_FILE_MAX, &buf, &len);
 	if (rc == EFBIG) {
 		set_err(err, errlen, "%s: file too large (more than %d bytes)",
 			path, TABLE_FILE_MAX);

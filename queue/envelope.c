@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "queue/queue.h"
 
@@ -85,59 +86,41 @@ envelope_done(const struct envelope *env)
 	return 1;
 }
 
-/* A growing output buffer; fields are cleaned as they are appended so that
+/* Fields are cleaned as they are appended so that
  * whatever a peer sent (a HELO name, a remote reply) cannot break the
  * one-field-per-tab, one-record-per-line shape. */
-struct outbuf {
-	char *p;
-	size_t len, cap;
-};
-
 static void
-out_raw(struct outbuf *b, const char *s, size_t n)
+out_field(struct strbuf *b, const char *s)
 {
-	if (b->len + n + 1 > b->cap) {
-		while (b->len + n + 1 > b->cap)
-			b->cap = b->cap ? b->cap * 2 : 512;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void
-out_field(struct outbuf *b, const char *s)
-{
-	out_raw(b, "\t", 1);
+	strbuf_add(b, "\t", 1);
 	size_t n = strnlen(s, ENV_FIELD_MAX);
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if ((unsigned char)c < 0x20 || c == 0x7f)
 			c = '?';
-		out_raw(b, &c, 1);
+		strbuf_add(b, &c, 1);
 	}
 }
 
 static void
-out_record(struct outbuf *b, const char *key, int nfields, ...)
+out_record(struct strbuf *b, const char *key, int nfields, ...)
 {
 	va_list ap;
-	out_raw(b, key, strlen(key));
+	strbuf_add(b, key, strlen(key));
 	va_start(ap, nfields);
 	for (int i = 0; i < nfields; i++)
 		out_field(b, va_arg(ap, const char *));
 	va_end(ap);
-	out_raw(b, "\n", 1);
+	strbuf_add(b, "\n", 1);
 }
 
 char *
 envelope_format(const struct envelope *env, size_t *len)
 {
-	struct outbuf b = {0};
+	struct strbuf b = {0};
 	char n1[32], n2[32], n3[32];
 
-	out_raw(&b, ENV_MAGIC "\n", strlen(ENV_MAGIC) + 1);
+	strbuf_add(&b, ENV_MAGIC "\n", strlen(ENV_MAGIC) + 1);
 	out_record(&b, "id", 1, env->id);
 	snprintf(n1, sizeof(n1), "%lld", (long long)env->arrival);
 	out_record(&b, "arrival", 1, n1);
@@ -158,9 +141,9 @@ envelope_format(const struct envelope *env, size_t *len)
 		out_record(&b, "rcpt", 5, rcpt_state_name(r->state), n2, n3,
 			   r->address, r->reason);
 	}
-	out_raw(&b, "end\n", 4);
+	strbuf_add(&b, "end\n", 4);
 	*len = b.len;
-	return b.p;
+	return b.s;
 }
 
 /* Parsing: the text is split into lines, each line into tab-separated
