@@ -45,6 +45,7 @@ struct daemon {
 	struct smtpd *smtpd;
 	struct event_base *base;
 	int lock_fd;
+	int stopping;
 };
 
 static void
@@ -249,13 +250,24 @@ raise_fd_limit(const struct smalt_conf *conf)
 }
 
 static void
+stop_loop(void *arg)
+{
+	struct daemon *d = arg;
+	/* One more turn writes the last replies out. */
+	struct timeval tv = {0, 100000};
+	event_base_loopexit(d->base, &tv);
+}
+
+static void
 on_terminate(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
 	(void)what;
 	log_set_part("master");
 	log_info("terminating on signal %d", (int)sig);
-	event_base_loopexit(d->base, NULL);
+	if (d->stopping++)
+		return;
+	smtpd_drain(d->smtpd, stop_loop, d);
 }
 
 static int

@@ -32,6 +32,11 @@ struct smtpd {
 	unsigned nsessions;
 	struct smtp_session *sessions; /* all live sessions, for shutdown */
 	struct smtpd_stats stats;
+	/* Shutting down: waiting for commits under way. */
+	struct event *drain_ev;
+	int drain_ticks;
+	void (*drain_done)(void *);
+	void *drain_arg;
 	/* Open sessions per client address: a small array, since it holds
 	 * at most max_connections entries and is walked once per accept. */
 	struct ip_count {

@@ -224,10 +224,50 @@ smtpd_free(struct smtpd *sd)
 	event_free(sd->commit_ev);
 	while (sd->sessions != NULL)
 		smtp_session_free(sd->sessions);
+	if (sd->drain_ev)
+		event_free(sd->drain_ev);
 	policy_free(&sd->policy);
 	dns_free(sd->dns);
 	free(sd->ipcounts);
 	free(sd);
+}
+
+static int
+commits_pending(const struct smtpd *sd)
+{
+	for (const struct smtp_session *s = sd->sessions; s; s = s->next)
+		if (s->state == SMTP_COMMIT)
+			return 1;
+	return 0;
+}
+
+static void
+on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd *sd = arg;
+	(void)fd;
+	(void)what;
+	/* A message being committed gets its 250 (or 4xx) before we go;
+	 * the 5 s bound covers a disk that no longer answers. */
+	if (!commits_pending(sd) || ++sd->drain_ticks > 100) {
+		event_free(sd->drain_ev);
+		sd->drain_ev = NULL;
+		sd->drain_done(sd->drain_arg);
+		return;
+	}
+	struct timeval tv = {0, 50000};
+	event_add(sd->drain_ev, &tv);
+}
+
+void
+smtpd_drain(struct smtpd *sd, void (*done)(void *), void *arg)
+{
+	for (size_t i = 0; i < sd->nlevs; i++)
+		evconnlistener_disable(sd->levs[i]);
+	sd->drain_done = done;
+	sd->drain_arg = arg;
+	sd->drain_ev = evtimer_new(sd->base, on_drain_tick, sd);
+	on_drain_tick(-1, 0, sd);
 }
 
 const struct smtpd_stats *

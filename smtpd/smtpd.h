@@ -26,6 +26,10 @@ struct smtpd *smtpd_new(struct event_base *base, struct smalt_conf *conf,
  * table does not read (then the old settings stay). */
 int smtpd_set_conf(struct smtpd *sd, struct smalt_conf *conf, char *err,
 		   size_t errlen);
+/* Stops accepting and calls done(arg) once no commit is under way (at
+ * most 5 s later), so that every client whose message was committed
+ * has been told. */
+void smtpd_drain(struct smtpd *sd, void (*done)(void *), void *arg);
 /* Stops accepting, waits for commits under way, closes every session. */
 void smtpd_free(struct smtpd *sd);
 const struct smtpd_stats *smtpd_stats(const struct smtpd *sd);
