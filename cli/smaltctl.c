@@ -13,6 +13,8 @@
 #include "common/util.h"
 #include "conf/conf.h"
 
+static void usage(void) __attribute__((noreturn));
+
 static void
 usage(void)
 {

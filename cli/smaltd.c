@@ -48,6 +48,8 @@ struct daemon {
 	int stopping;
 };
 
+static void usage(void) __attribute__((noreturn));
+
 static void
 usage(void)
 {
