@@ -9,17 +9,29 @@
 #include "common/util.h"
 
 static int
-load_table(const char *path, enum table_sep sep, struct table **out,
-	   int missing_ok, char *err, size_t errlen)
+load_table(const char *path, enum table_sep sep, struct table **out, char *err,
+	   size_t errlen)
 {
 	*out = NULL;
 	if (path == NULL || *path == '\0')
 		return 0;
 	*out = table_open(path, sep, TABLE_FOLD_CASE, err, errlen);
+	return *out != NULL ? 0 : -1;
+}
+
+/* The same reader and checks as local delivery, so that smtpd and
+ * delivery never disagree about one file. */
+static int
+load_aliases(const char *path, struct alias_db **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (path == NULL || *path == '\0')
+		return 0;
+	*out = alias_open(path, err, errlen);
 	if (*out != NULL)
 		return 0;
 	/* A system without /etc/aliases is common; Postfix only warns. */
-	if (missing_ok && errno == ENOENT) {
+	if (errno == ENOENT) {
 		log_warn("%s: %s; only system users and virtual mailboxes "
 			 "are local recipients",
 			 path, strerror(ENOENT));
@@ -34,10 +46,9 @@ policy_load(struct policy *p, const struct smalt_conf *conf, char *err,
 {
 	memset(p, 0, sizeof(*p));
 	p->conf = conf;
-	if (load_table(conf->aliases, TABLE_SEP_COLON, &p->aliases, 1, err,
-		       errlen) != 0 ||
+	if (load_aliases(conf->aliases, &p->aliases, err, errlen) != 0 ||
 	    load_table(conf->virtual_mailboxes, TABLE_SEP_SPACE, &p->virtuals,
-		       0, err, errlen) != 0) {
+		       err, errlen) != 0) {
 		policy_free(p);
 		return -1;
 	}
@@ -48,10 +59,11 @@ void
 policy_free(struct policy *p)
 {
 	if (p->aliases)
-		table_free(p->aliases);
+		alias_free(p->aliases);
 	if (p->virtuals)
 		table_free(p->virtuals);
-	p->aliases = p->virtuals = NULL;
+	p->aliases = NULL;
+	p->virtuals = NULL;
 }
 
 static int
@@ -64,7 +76,7 @@ local_user_exists(const struct policy *p, const struct mailaddr *a)
 	/* RFC 5321 4.5.1: postmaster must always be accepted. */
 	if (strcmp(local, "postmaster") == 0)
 		return 1;
-	if (p->aliases && table_lookup(p->aliases, local))
+	if (p->aliases && alias_exists(p->aliases, local))
 		return 1;
 	if (p->virtuals) {
 		snprintf(full, sizeof(full), "%s@%s", local, a->domain);

@@ -6,13 +6,14 @@
 #include <sys/socket.h>
 
 #include "common/addr.h"
+#include "conf/aliases.h"
 #include "conf/conf.h"
 #include "conf/table.h"
 
 struct policy {
 	const struct smalt_conf *conf;
-	struct table *aliases;	/* NULL when the file does not exist */
-	struct table *virtuals; /* NULL when unset */
+	struct alias_db *aliases; /* NULL when the file does not exist */
+	struct table *virtuals;	  /* NULL when unset */
 };
 
 /* Reads the tables named in conf. -1 with err ("file:line: reason"). */
