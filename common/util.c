@@ -120,6 +120,32 @@ ascii_lower(char *s)
 }
 
 int
+text_is_blank(int c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
+void
+text_trim(const char **s, const char **e)
+{
+	while (*s < *e && text_is_blank((unsigned char)**s))
+		(*s)++;
+	while (*e > *s && text_is_blank((unsigned char)(*e)[-1]))
+		(*e)--;
+}
+
+void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err == NULL || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+int
 write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;

@@ -29,6 +29,15 @@ int ascii_strcasecmp(const char *a, const char *b);
 int ascii_strncasecmp(const char *a, const char *b, size_t n);
 void ascii_lower(char *s);
 
+/* White space as config and table files have it: CR counts, so files
+ * with CRLF line ends read the same. */
+int text_is_blank(int c);
+/* Moves *s forward and *e back past such white space. */
+void text_trim(const char **s, const char **e);
+/* snprintf into a caller's error buffer, which may be NULL or empty. */
+void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Writes all of buf, retrying on EINTR and short writes. 0 or -1/errno. */
 int write_all(int fd, const void *buf, size_t len);
 

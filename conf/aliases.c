@@ -54,35 +54,6 @@ struct alias_db {
 	gid_t gid;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static int
-is_blank(int c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-}
-
-static void
-trim(const char **s, const char **e)
-{
-	while (*s < *e && is_blank((unsigned char)**s))
-		(*s)++;
-	while (*e > *s && is_blank((unsigned char)(*e)[-1]))
-		(*e)--;
-}
-
 /* ---- parsing one target ---------------------------------------------- */
 
 static void
@@ -127,7 +98,7 @@ parse_special(const char *s, struct item *it, char *why, size_t whylen)
 	if (*s == '|') {
 		it->kind = ITEM_COMMAND;
 		s++;
-		while (is_blank((unsigned char)*s))
+		while (text_is_blank((unsigned char)*s))
 			s++;
 		if (*s == '\0') {
 			set_err(why, whylen, "empty command after \"|\"");
@@ -138,7 +109,7 @@ parse_special(const char *s, struct item *it, char *why, size_t whylen)
 		what = *s == '/' ? "file name" : ":include: path";
 		if (it->kind == ITEM_INCLUDE) {
 			s += 9;
-			while (is_blank((unsigned char)*s))
+			while (text_is_blank((unsigned char)*s))
 				s++;
 			if (*s != '/') {
 				set_err(why, whylen,
@@ -213,7 +184,7 @@ parse_address(const char *s, struct item *it, char *why, size_t whylen)
 	int user = *s == '\\';
 	if (user)
 		s++;
-	if (has_unquoted(s, is_blank)) {
+	if (has_unquoted(s, text_is_blank)) {
 		set_err(why, whylen,
 			"white space in target \"%s\" (missing comma?)", s);
 		return -1;
@@ -329,7 +300,7 @@ next_item(const char **p, const char *e, const char **is, const char **ie)
 		return -1;
 	*is = *p;
 	*ie = c;
-	trim(is, ie);
+	text_trim(is, ie);
 	*p = c < e ? c + 1 : e;
 	return c < e;
 }
@@ -792,7 +763,7 @@ parse_include(struct expander *x, const char *path, const char *text,
 				path, line);
 			return -1;
 		}
-		trim(&ts, &te);
+		text_trim(&ts, &te);
 		if (ts == te || *ts == '#')
 			continue;
 		if (parse_list(ts, (size_t)(te - ts), 1, l, why, sizeof(why)) !=

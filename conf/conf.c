@@ -153,22 +153,6 @@ sbuf_str(const struct strbuf *b)
 	return b->s ? b->s : "";
 }
 
-/* White space as config files have it: CR counts, so CRLF files work. */
-static int
-is_blank(int c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-}
-
-static void
-trim(const char **s, const char **e)
-{
-	while (*s < *e && is_blank((unsigned char)**s))
-		(*s)++;
-	while (*e > *s && is_blank((unsigned char)(*e)[-1]))
-		(*e)--;
-}
-
 static int
 is_name_char(int c)
 {
@@ -184,20 +168,6 @@ find_key(const char *name, size_t len)
 		    memcmp(keys[i].name, name, len) == 0)
 			return (int)i;
 	return -1;
-}
-
-static void format_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-format_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* ---- value parsers ---- */
@@ -274,10 +244,10 @@ conf_parse_duration(const char *s, unsigned *out, char *err, size_t errlen)
 	*out = (unsigned)v;
 	return 0;
 bad:
-	format_err(err, errlen, "bad duration \"%.100s\"", s);
+	set_err(err, errlen, "bad duration \"%.100s\"", s);
 	return -1;
 too_large:
-	format_err(err, errlen, "duration \"%.100s\" is too large", s);
+	set_err(err, errlen, "duration \"%.100s\" is too large", s);
 	return -1;
 }
 
@@ -318,10 +288,10 @@ conf_parse_size(const char *s, uint64_t *out, char *err, size_t errlen)
 	*out = v;
 	return 0;
 bad:
-	format_err(err, errlen, "bad size \"%.100s\"", s);
+	set_err(err, errlen, "bad size \"%.100s\"", s);
 	return -1;
 too_large:
-	format_err(err, errlen, "size \"%.100s\" is too large", s);
+	set_err(err, errlen, "size \"%.100s\" is too large", s);
 	return -1;
 }
 
@@ -332,11 +302,11 @@ parse_uint(const char *s, unsigned *out, char *err, size_t errlen)
 	uint64_t v;
 	enum digits d = parse_digits(&p, CONF_NUM_MAX, &v);
 	if (d == DIGITS_TOO_LARGE) {
-		format_err(err, errlen, "number \"%.100s\" is too large", s);
+		set_err(err, errlen, "number \"%.100s\" is too large", s);
 		return -1;
 	}
 	if (d == DIGITS_NONE || *p != '\0') {
-		format_err(err, errlen, "bad number \"%.100s\"", s);
+		set_err(err, errlen, "bad number \"%.100s\"", s);
 		return -1;
 	}
 	*out = (unsigned)v;
@@ -405,8 +375,7 @@ conf_parse_hostport(const char *s, uint16_t default_port,
 	if (s[0] == '[') {
 		const char *close = strchr(s, ']');
 		if (close == NULL) {
-			format_err(err, errlen, "missing \"]\" in \"%.100s\"",
-				   s);
+			set_err(err, errlen, "missing \"]\" in \"%.100s\"", s);
 			return -1;
 		}
 		host = s + 1;
@@ -431,20 +400,20 @@ conf_parse_hostport(const char *s, uint16_t default_port,
 		}
 	}
 	if (hlen == 0) {
-		format_err(err, errlen, "missing host in \"%.100s\"", s);
+		set_err(err, errlen, "missing host in \"%.100s\"", s);
 		return -1;
 	}
 	if (!valid_host(host, hlen, literal))
 		goto bad;
 	if (port != NULL && parse_port(port, strlen(port), &out->port) != 0) {
-		format_err(err, errlen, "bad port in \"%.100s\"", s);
+		set_err(err, errlen, "bad port in \"%.100s\"", s);
 		return -1;
 	}
 	out->host = xstrndup(host, hlen);
 	out->is_literal = literal;
 	return 0;
 bad:
-	format_err(err, errlen, "bad host:port \"%.100s\"", s);
+	set_err(err, errlen, "bad host:port \"%.100s\"", s);
 	return -1;
 }
 
@@ -502,8 +471,8 @@ conf_parse_cidr(const char *s, struct conf_cidr *out, char *err, size_t errlen)
 		uint64_t v;
 		if (parse_digits(&p, 1000, &v) != DIGITS_OK || *p != '\0' ||
 		    v > bits) {
-			format_err(err, errlen,
-				   "bad prefix length in \"%.100s\"", s);
+			set_err(err, errlen, "bad prefix length in \"%.100s\"",
+				s);
 			return -1;
 		}
 		out->prefix = (unsigned)v;
@@ -511,7 +480,7 @@ conf_parse_cidr(const char *s, struct conf_cidr *out, char *err, size_t errlen)
 	mask_host_bits(out->addr, out->prefix, bits);
 	return 0;
 bad:
-	format_err(err, errlen, "bad network \"%.100s\"", s);
+	set_err(err, errlen, "bad network \"%.100s\"", s);
 	return -1;
 }
 
@@ -520,7 +489,7 @@ bad:
 static int
 is_list_sep(int c)
 {
-	return c == ',' || is_blank(c);
+	return c == ',' || text_is_blank(c);
 }
 
 /* Calls fn for each item of a comma- or space-separated list; stops at
@@ -578,8 +547,8 @@ add_hostport_item(const char *item, void *arg)
 	    0)
 		return -1;
 	if (ctx->numeric && !is_ip_text(h.host)) {
-		format_err(ctx->why, ctx->whylen,
-			   "\"%.100s\" is not a numeric IP address", item);
+		set_err(ctx->why, ctx->whylen,
+			"\"%.100s\" is not a numeric IP address", item);
 		free(h.host);
 		return -1;
 	}
@@ -665,10 +634,10 @@ vreport(struct parser *p, size_t i, int with_key, const char *fmt, va_list ap)
 	format_origin(p, i, origin, sizeof(origin));
 	/* An -o argument already shows the key. */
 	if (with_key && p->v[i].override == NULL)
-		format_err(p->err, p->errlen, "%s%s: %s", origin, keys[i].name,
-			   reason);
+		set_err(p->err, p->errlen, "%s%s: %s", origin, keys[i].name,
+			reason);
 	else
-		format_err(p->err, p->errlen, "%s%s", origin, reason);
+		set_err(p->err, p->errlen, "%s%s", origin, reason);
 }
 
 /* An error about the value of key i: "file:line: key: reason". */
@@ -728,30 +697,30 @@ take_setting(struct parser *p, const char *s, size_t len, unsigned line)
 	const char *end = s + len;
 	const char *eq = memchr(s, '=', len);
 	if (eq == NULL) {
-		format_err(p->err, p->errlen,
-			   "%s:%u: missing \"=\" (expected \"key = value\")",
-			   parser_name(p), line);
+		set_err(p->err, p->errlen,
+			"%s:%u: missing \"=\" (expected \"key = value\")",
+			parser_name(p), line);
 		return -1;
 	}
 	const char *ks = s, *ke = eq, *vs = eq + 1, *ve = end;
-	trim(&ks, &ke);
-	trim(&vs, &ve);
+	text_trim(&ks, &ke);
+	text_trim(&vs, &ve);
 	if (ks == ke) {
-		format_err(p->err, p->errlen, "%s:%u: missing key before \"=\"",
-			   parser_name(p), line);
+		set_err(p->err, p->errlen, "%s:%u: missing key before \"=\"",
+			parser_name(p), line);
 		return -1;
 	}
 	int i = find_key(ks, (size_t)(ke - ks));
 	if (i < 0) {
 		int n = ke - ks > 100 ? 100 : (int)(ke - ks);
-		format_err(p->err, p->errlen, "%s:%u: unknown key \"%.*s\"",
-			   parser_name(p), line, n, ks);
+		set_err(p->err, p->errlen, "%s:%u: unknown key \"%.*s\"",
+			parser_name(p), line, n, ks);
 		return -1;
 	}
 	if (ve - vs > CONF_VALUE_MAX) {
-		format_err(p->err, p->errlen,
-			   "%s:%u: %s: value longer than 65536 bytes",
-			   parser_name(p), line, keys[i].name);
+		set_err(p->err, p->errlen,
+			"%s:%u: %s: value longer than 65536 bytes",
+			parser_name(p), line, keys[i].name);
 		return -1;
 	}
 	set_raw(p, (size_t)i, vs, (size_t)(ve - vs), line, NULL);
@@ -761,8 +730,7 @@ take_setting(struct parser *p, const char *s, size_t len, unsigned line)
 static int
 line_error(struct parser *p, unsigned line, const char *reason)
 {
-	format_err(p->err, p->errlen, "%s:%u: %s", parser_name(p), line,
-		   reason);
+	set_err(p->err, p->errlen, "%s:%u: %s", parser_name(p), line, reason);
 	return -1;
 }
 
@@ -788,7 +756,7 @@ parse_text(struct parser *p, const char *text, size_t len)
 			break;
 		}
 		const char *ts = s, *te = e;
-		trim(&ts, &te);
+		text_trim(&ts, &te);
 		if (ts == te || *ts == '#') {
 			/* Blank and comment lines do not end a value:
 			 * continuation lines may follow them. */
@@ -830,28 +798,28 @@ apply_override(struct parser *p, const char *arg)
 {
 	const char *eq = strchr(arg, '=');
 	if (eq == NULL) {
-		format_err(p->err, p->errlen, "-o %.200s: expected key=value",
-			   arg);
+		set_err(p->err, p->errlen, "-o %.200s: expected key=value",
+			arg);
 		return -1;
 	}
 	if (strpbrk(arg, "\n") != NULL) {
-		format_err(p->err, p->errlen, "-o %.200s: line break in value",
-			   arg);
+		set_err(p->err, p->errlen, "-o %.200s: line break in value",
+			arg);
 		return -1;
 	}
 	const char *ks = arg, *ke = eq, *vs = eq + 1, *ve = eq + strlen(eq);
-	trim(&ks, &ke);
-	trim(&vs, &ve);
+	text_trim(&ks, &ke);
+	text_trim(&vs, &ve);
 	int i = find_key(ks, (size_t)(ke - ks));
 	if (i < 0) {
 		int n = ke - ks > 100 ? 100 : (int)(ke - ks);
-		format_err(p->err, p->errlen, "-o %.200s: unknown key \"%.*s\"",
-			   arg, n, ks);
+		set_err(p->err, p->errlen, "-o %.200s: unknown key \"%.*s\"",
+			arg, n, ks);
 		return -1;
 	}
 	if (ve - vs > CONF_VALUE_MAX) {
-		format_err(p->err, p->errlen,
-			   "-o %.200s: value longer than 65536 bytes", arg);
+		set_err(p->err, p->errlen,
+			"-o %.200s: value longer than 65536 bytes", arg);
 		return -1;
 	}
 	set_raw(p, (size_t)i, vs, (size_t)(ve - vs), 0, arg);
@@ -1020,7 +988,7 @@ expand_key(struct parser *p, size_t i, size_t top)
 	}
 	/* "$empty x" must mean "x", as the value reads after a print. */
 	const char *vs = sbuf_str(&out), *ve = vs + out.len;
-	trim(&vs, &ve);
+	text_trim(&vs, &ve);
 	rv->expanded = xstrndup(vs, (size_t)(ve - vs));
 	free(out.s);
 	rv->state = EXP_DONE;
@@ -1309,7 +1277,7 @@ conf_parse_buffer(const char *name, const char *text, size_t len,
 {
 	struct parser p = {.name = name, .err = err, .errlen = errlen};
 	struct smalt_conf *c = NULL;
-	format_err(err, errlen, "%s", "");
+	set_err(err, errlen, "%s", "");
 	if (text == NULL) {
 		text = "";
 		len = 0;
@@ -1353,13 +1321,12 @@ conf_load(const char *path, char *const *overrides, size_t n_overrides,
 		return conf_parse_buffer(NULL, "", 0, overrides, n_overrides,
 					 err, errlen);
 	if (rc == EFBIG) {
-		format_err(err, errlen,
-			   "%s: file too large (more than %d bytes)", file,
-			   CONF_FILE_MAX);
+		set_err(err, errlen, "%s: file too large (more than %d bytes)",
+			file, CONF_FILE_MAX);
 		return NULL;
 	}
 	if (rc != 0) {
-		format_err(err, errlen, "%s: %s", file, strerror(rc));
+		set_err(err, errlen, "%s: %s", file, strerror(rc));
 		return NULL;
 	}
 	struct smalt_conf *c = conf_parse_buffer(file, buf, len, overrides,

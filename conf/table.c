@@ -17,35 +17,6 @@
 
 #define TABLE_FILE_MAX (64 * 1024 * 1024)
 
-static int
-is_blank(int c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-}
-
-static void
-trim(const char **s, const char **e)
-{
-	while (*s < *e && is_blank((unsigned char)**s))
-		(*s)++;
-	while (*e > *s && is_blank((unsigned char)(*e)[-1]))
-		(*e)--;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* A key that starts with a double quote ("john doe": target, or
  * "john doe"@example.org /path) may hold white space and the separator
  * inside the quotes; backslash escapes the next character. The key keeps
@@ -77,7 +48,7 @@ split_quoted(const char *s, const char *e, enum table_sep sep, char **key,
 		}
 		*value = p + 1;
 	} else {
-		while (p < e && !is_blank((unsigned char)*p))
+		while (p < e && !text_is_blank((unsigned char)*p))
 			p++;
 		if (p == e) {
 			*why = "missing value (expected \"key value\")";
@@ -86,9 +57,9 @@ split_quoted(const char *s, const char *e, enum table_sep sep, char **key,
 		*value = p;
 	}
 	const char *tail_end = p;
-	trim(&tail, &tail_end);
+	text_trim(&tail, &tail_end);
 	for (const char *q = tail; q < tail_end; q++) {
-		if (is_blank((unsigned char)*q)) {
+		if (text_is_blank((unsigned char)*q)) {
 			*why = "white space in key (put the key in double "
 			       "quotes)";
 			goto fail;
@@ -120,9 +91,9 @@ split_entry(const char *s, const char *e, enum table_sep sep, char **key,
 			return -1;
 		}
 		const char *ks = s, *ke = p;
-		trim(&ks, &ke);
+		text_trim(&ks, &ke);
 		for (const char *q = ks; q < ke; q++) {
-			if (is_blank((unsigned char)*q)) {
+			if (text_is_blank((unsigned char)*q)) {
 				*why = "white space in key (put the key in "
 				       "double quotes)";
 				return -1;
@@ -132,7 +103,7 @@ split_entry(const char *s, const char *e, enum table_sep sep, char **key,
 		*value = p + 1;
 	} else {
 		p = s;
-		while (p < e && !is_blank((unsigned char)*p))
+		while (p < e && !text_is_blank((unsigned char)*p))
 			p++;
 		if (p == e) {
 			*why = "missing value (expected \"key value\")";
@@ -230,7 +201,7 @@ start_entry(struct table *t, size_t *cap, struct strbuf *value, const char *ts,
 	finish_value(t, value);
 	add_entry(t, cap, key, line);
 	const char *ve = te;
-	trim(&vs, &ve);
+	text_trim(&vs, &ve);
 	strbuf_add(value, vs, (size_t)(ve - vs));
 	return 0;
 }
@@ -248,10 +219,10 @@ parse_lines(struct table *t, const char *text, size_t len, enum table_sep sep,
 		const char *nl = memchr(s, '\n', (size_t)(end - s));
 		const char *e = nl ? nl : end;
 		const char *ts = s, *te = e;
-		int indented = is_blank((unsigned char)*s);
+		int indented = text_is_blank((unsigned char)*s);
 		line++;
 		s = nl ? nl + 1 : end;
-		trim(&ts, &te);
+		text_trim(&ts, &te);
 		if (memchr(ts, '\0', (size_t)(e - ts)) != NULL) {
 			why = "NUL byte in line";
 			break;
