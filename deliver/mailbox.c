@@ -224,29 +224,46 @@ put(struct out *o, const char *p, size_t n)
 	}
 }
 
-/* Takes the raw message text. A CR is held back until the next octet
- * shows whether it ends a line, which may be in the next chunk. */
+/* Shared with the pipe channel (result.h). A CR is held back until the
+ * next octet shows whether it ends a line, which may be in the next
+ * chunk. */
+size_t
+crlf_to_lf(int *held_cr, const char *in, size_t n, char *out)
+{
+	size_t o = 0;
+	if (*held_cr && n > 0) {
+		*held_cr = 0;
+		if (*in != '\n')
+			out[o++] = '\r';
+	}
+	while (n > 0) {
+		const char *cr = memchr(in, '\r', n);
+		size_t k = cr != NULL ? (size_t)(cr - in) : n;
+		memcpy(out + o, in, k);
+		o += k;
+		in += k;
+		n -= k;
+		if (n == 0)
+			break;
+		in++; /* the CR */
+		n--;
+		if (n == 0)
+			*held_cr = 1; /* its LF may start the next call */
+		else if (*in != '\n')
+			out[o++] = '\r';
+	}
+	return o;
+}
+
+/* Takes the raw message text, in slices so that the converted copy fits
+ * on the stack. */
 static void
 feed(struct out *o, const char *p, size_t n)
 {
+	char conv[4096 + 1];
 	while (n > 0) {
-		if (o->cr) {
-			o->cr = 0;
-			if (*p == '\n') {
-				put(o, "\n", 1);
-				p++;
-				n--;
-				continue;
-			}
-			put(o, "\r", 1);
-		}
-		const char *cr = memchr(p, '\r', n);
-		size_t k = cr != NULL ? (size_t)(cr - p) : n;
-		put(o, p, k);
-		if (cr != NULL) {
-			o->cr = 1;
-			k++;
-		}
+		size_t k = n < sizeof(conv) - 1 ? n : sizeof(conv) - 1;
+		put(o, conv, crlf_to_lf(&o->cr, p, k, conv));
 		p += k;
 		n -= k;
 	}

@@ -29,17 +29,7 @@
 
 #include <time.h>
 
-enum deliver_status {
-	DELIVER_OK,
-	DELIVER_DEFER, /* 4.x.x: try again later */
-	DELIVER_BOUNCE /* 5.x.x: give up on this recipient */
-};
-
-struct deliver_result {
-	enum deliver_status status;
-	char dsn[16];	  /* "2.0.0", "4.2.2", "5.2.0", ... */
-	char reason[256]; /* for the log's status=... (REASON) and bounces */
-};
+#include "deliver/result.h"
 
 /* How long mbox_deliver waits for both locks together before it defers
  * with "mailbox locked". */
