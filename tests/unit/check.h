@@ -36,6 +36,20 @@ static int check_passed, check_failed;
 		}                                                              \
 	} while (0)
 
+#define CHECK_CONTAINS(s, sub)                                                 \
+	do {                                                                   \
+		const char *s_ = (s), *sub_ = (sub);                           \
+		if (s_ != NULL && strstr(s_, sub_) != NULL) {                  \
+			check_passed++;                                        \
+		} else {                                                       \
+			check_failed++;                                        \
+			fprintf(stderr,                                        \
+				"%s:%d: CHECK_CONTAINS failed: \"%s\" does "   \
+				"not contain \"%s\"\n",                        \
+				__FILE__, __LINE__, s_ ? s_ : "(null)", sub_); \
+		}                                                              \
+	} while (0)
+
 static inline int
 check_done(void)
 {

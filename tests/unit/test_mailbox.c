@@ -39,20 +39,6 @@ static char *dir;
 static char *pyscript; /* NULL: no python3 with mailbox here */
 static int as_root;
 
-#define CHECK_CONTAINS(s, sub)                                                 \
-	do {                                                                   \
-		const char *s_ = (s), *sub_ = (sub);                           \
-		if (s_ != NULL && strstr(s_, sub_) != NULL) {                  \
-			check_passed++;                                        \
-		} else {                                                       \
-			check_failed++;                                        \
-			fprintf(stderr,                                        \
-				"%s:%d: CHECK_CONTAINS failed: \"%s\" does "   \
-				"not contain \"%s\"\n",                        \
-				__FILE__, __LINE__, s_ ? s_ : "(null)", sub_); \
-		}                                                              \
-	} while (0)
-
 /* --- helpers ---------------------------------------------------------- */
 
 static char *

@@ -33,20 +33,6 @@ static uid_t run_uid; /* nobody when root, else ourselves */
 static gid_t run_gid;
 static const char *run_home; /* where the command should start */
 
-#define CHECK_CONTAINS(s, sub)                                                 \
-	do {                                                                   \
-		const char *s_ = (s), *sub_ = (sub);                           \
-		if (s_ != NULL && strstr(s_, sub_) != NULL) {                  \
-			check_passed++;                                        \
-		} else {                                                       \
-			check_failed++;                                        \
-			fprintf(stderr,                                        \
-				"%s:%d: CHECK_CONTAINS failed: \"%s\" does "   \
-				"not contain \"%s\"\n",                        \
-				__FILE__, __LINE__, s_ ? s_ : "(null)", sub_); \
-		}                                                              \
-	} while (0)
-
 /* --- helpers ---------------------------------------------------------- */
 
 static char *
