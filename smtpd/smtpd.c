@@ -73,6 +73,7 @@ refuse(struct smtpd *sd, int fd, const char *why)
 struct accept_ctx {
 	struct smtpd *sd;
 	enum listener_kind kind;
+	struct evconnlistener *lev;
 };
 
 static void
@@ -110,12 +111,26 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 }
 
 static void
+on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct accept_ctx *ctx = arg;
+	(void)fd;
+	(void)what;
+	if (ctx->sd->drain_done == NULL) /* not shutting down */
+		evconnlistener_enable(ctx->lev);
+}
+
+static void
 on_accept_error(struct evconnlistener *lev, void *arg)
 {
-	(void)lev;
-	(void)arg;
-	/* EMFILE and friends: log and go on; the listener retries. */
-	log_warn("accept: %s", strerror(errno));
+	/* EMFILE and friends: the pending connection stays, so accepting
+	 * again at once would spin. Pause this listener for a second, as
+	 * Postfix's master does. */
+	log_warn("accept: %s; pausing this listener for 1 s", strerror(errno));
+	evconnlistener_disable(lev);
+	struct timeval tv = {1, 0};
+	event_base_once(evconnlistener_get_base(lev), -1, EV_TIMEOUT,
+			on_accept_resume, arg, &tv);
 }
 
 static void
@@ -190,6 +205,7 @@ smtpd_new(struct event_base *base, struct smalt_conf *conf, struct queue *queue,
 						 listeners->v[i].fd);
 		if (sd->levs[i] == NULL)
 			fatal("evconnlistener_new failed");
+		ctx->lev = sd->levs[i];
 		evconnlistener_set_error_cb(sd->levs[i], on_accept_error);
 		sd->nlevs++;
 	}
