@@ -572,6 +572,31 @@ mbox_separator(int fd, off_t size)
 	return "\n";
 }
 
+/* The end of every mailbox write: flush, then report the first of a
+ * read error, a write error or a failed fsync. */
+static int
+finish_write(struct out *o, int fd, int rerr, const char *write_what,
+	     const char *sync_what, const char *path,
+	     struct deliver_result *res)
+{
+	out_flush(o);
+	free(o->buf);
+	if (rerr != 0) {
+		set_result(res, DELIVER_DEFER, "4.3.0",
+			   "cannot read the message file: %s", strerror(rerr));
+		return -1;
+	}
+	if (o->err != 0) {
+		fail_errno(res, o->err, write_what, path);
+		return -1;
+	}
+	if (fsync(fd) < 0) {
+		fail_errno(res, errno, sync_what, path);
+		return -1;
+	}
+	return 0;
+}
+
 /* Writes and syncs the message. 0, or -1 with res set; the caller rolls
  * back. */
 static int
@@ -590,22 +615,8 @@ mbox_write(int fd, const char *path, off_t size, const char *sender, time_t now,
 	if (o.last != '\n')
 		put(&o, "\n", 1);
 	put(&o, "\n", 1);
-	out_flush(&o);
-	free(o.buf);
-	if (rerr != 0) {
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "cannot read the message file: %s", strerror(rerr));
-		return -1;
-	}
-	if (o.err != 0) {
-		fail_errno(res, o.err, "cannot write to mailbox", path);
-		return -1;
-	}
-	if (fsync(fd) < 0) {
-		fail_errno(res, errno, "cannot sync mailbox", path);
-		return -1;
-	}
-	return 0;
+	return finish_write(&o, fd, rerr, "cannot write to mailbox",
+			    "cannot sync mailbox", path, res);
 }
 
 /* Takes back a failed append so that no reader ever sees part of a
@@ -801,22 +812,8 @@ maildir_write(int fd, const char *tmp, int msg_fd, const char *headers,
 	out_init(&o, fd, 0);
 	feed_headers(&o, headers);
 	int rerr = feed_message(&o, msg_fd);
-	out_flush(&o);
-	free(o.buf);
-	if (rerr != 0) {
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "cannot read the message file: %s", strerror(rerr));
-		return -1;
-	}
-	if (o.err != 0) {
-		fail_errno(res, o.err, "cannot write", tmp);
-		return -1;
-	}
-	if (fsync(fd) < 0) {
-		fail_errno(res, errno, "cannot sync", tmp);
-		return -1;
-	}
-	return 0;
+	return finish_write(&o, fd, rerr, "cannot write", "cannot sync", tmp,
+			    res);
 }
 
 /* Makes the message visible and durable; DEFER must mean "not
