@@ -1,6 +1,12 @@
 /* smaltd: reads the configuration, prepares the spool, recovers what a
- * crash left, binds the listeners as root, drops to the unprivileged user
- * and runs the event loop (SPEC §2). */
+ * crash left and binds the listeners as root, then runs as a master over
+ * three children (SPEC §2, §8):
+ *   smtpd     the SMTP server, as the unprivileged user;
+ *   qmgr      the scheduler, as the unprivileged user;
+ *   agent     the delivery agent, which keeps root to deliver as each
+ *             recipient and touches no network input.
+ * The master restarts a child that dies, forwards SIGHUP after checking
+ * the new configuration, and on SIGTERM waits for all three. */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -11,15 +17,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
 #include "conf/conf.h"
+#include "deliver/agent.h"
+#include "deliver/qmgr.h"
+#include "deliver/routes.h"
 #include "queue/queue.h"
 #include "smtpd/listener.h"
 #include "smtpd/smtpd.h"
@@ -42,10 +54,12 @@ struct daemon {
 	struct smalt_conf *conf;
 	struct queue *queue;
 	struct listeners listeners;
-	struct smtpd *smtpd;
-	struct event_base *base;
 	int lock_fd;
 	int stopping;
+	uid_t uid; /* the unprivileged user; -1 when not started as root */
+	gid_t gid;
+	pid_t smtpd_pid, qmgr_pid, agent_pid;
+	time_t smtpd_started, delivery_started;
 };
 
 static void usage(void) __attribute__((noreturn));
@@ -114,8 +128,14 @@ lock_spool(const char *spool_dir)
 	/* Readable by all despite our umask: smaltctl status reads it. */
 	if (fchmod(fd, 0644) != 0)
 		log_warn("%s: %s", path, strerror(errno));
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0)
-		fatal("%s: another smaltd is running on this spool", path);
+	/* The children of a master that was killed die with it, but not
+	 * in the same instant: give them a moment before refusing. */
+	for (int i = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; i++) {
+		if (errno != EWOULDBLOCK || i == 30)
+			fatal("%s: another smaltd is running on this spool",
+			      path);
+		usleep(100 * 1000);
+	}
 	free(path);
 	return fd;
 }
@@ -228,6 +248,10 @@ drop_privileges(uid_t uid, gid_t gid)
 		fatal("cannot drop privileges: %s", strerror(errno));
 	if (setuid(0) == 0)
 		fatal("privileges were not dropped");
+	/* A change of credentials clears the parent-death signal. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
 }
 
 /* Each session is a descriptor; the usual soft limit of 1024 would cap
@@ -251,25 +275,33 @@ raise_fd_limit(const struct smalt_conf *conf)
 			 conf->max_connections);
 }
 
+/* -- the smtpd child: unprivileged, owns the sessions */
+
+struct smtpd_proc {
+	struct daemon *d;
+	struct smtpd *smtpd;
+	struct event_base *base;
+	int stopping;
+};
+
 static void
 stop_loop(void *arg)
 {
-	struct daemon *d = arg;
+	struct smtpd_proc *sp = arg;
 	/* One more turn writes the last replies out. */
 	struct timeval tv = {0, 100000};
-	event_base_loopexit(d->base, &tv);
+	event_base_loopexit(sp->base, &tv);
 }
 
 static void
 on_terminate(evutil_socket_t sig, short what, void *arg)
 {
-	struct daemon *d = arg;
+	struct smtpd_proc *sp = arg;
+	(void)sig;
 	(void)what;
-	log_set_part("master");
-	log_info("terminating on signal %d", (int)sig);
-	if (d->stopping++)
+	if (sp->stopping++)
 		return;
-	smtpd_drain(d->smtpd, stop_loop, d);
+	smtpd_drain(sp->smtpd, stop_loop, sp);
 }
 
 static int
@@ -287,8 +319,9 @@ same_hostports(const struct conf_hostports *a, const struct conf_hostports *b)
 /* SIGHUP: a bad file keeps the old settings (SPEC §9). Settings bound at
  * start-up (addresses, spool, user) need a restart. */
 static void
-reload(struct daemon *d)
+reload_smtpd(struct smtpd_proc *sp)
 {
+	struct daemon *d = sp->d;
 	char err[CONF_ERRLEN];
 	struct smalt_conf *conf = load_conf(&d->opt, err, sizeof(err));
 	if (conf == NULL) {
@@ -304,7 +337,7 @@ reload(struct daemon *d)
 	    conf->resolver.n != d->conf->resolver.n)
 		log_warn("reload: listen addresses, spool_dir, user and "
 			 "resolver change only with a restart");
-	if (smtpd_set_conf(d->smtpd, conf, err, sizeof(err)) != 0) {
+	if (smtpd_set_conf(sp->smtpd, conf, err, sizeof(err)) != 0) {
 		log_error("reload failed, keeping the old settings: %s", err);
 		conf_free(conf);
 		return;
@@ -323,9 +356,342 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
 	(void)what;
-	log_set_part("master");
-	reload(arg);
+	reload_smtpd(arg);
+}
+
+/* Runs the SMTP side; writes one byte to ready_fd once it serves. */
+static int
+run_smtpd(struct daemon *d, int ready_fd)
+{
+	struct smtpd_proc sp = {.d = d};
+	char err[CONF_ERRLEN];
 	log_set_part("smtpd");
+	prctl(PR_SET_NAME, "smalt-smtpd");
+	drop_privileges(d->uid, d->gid);
+	sp.base = event_base_new();
+	if (sp.base == NULL)
+		fatal("event_base_new failed");
+	struct event *ev_term =
+	    evsignal_new(sp.base, SIGTERM, on_terminate, &sp);
+	struct event *ev_int = evsignal_new(sp.base, SIGINT, on_terminate, &sp);
+	struct event *ev_hup = evsignal_new(sp.base, SIGHUP, on_reload, &sp);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
+	sp.smtpd =
+	    smtpd_new(sp.base, d->conf, d->queue, &d->listeners, err, sizeof(err));
+	if (sp.smtpd == NULL) {
+		log_error("%s", err);
+		return EX_CONFIG;
+	}
+	unsigned char ok = 0;
+	if (ready_fd >= 0 && write(ready_fd, &ok, 1) != 1)
+		log_warn("cannot tell the master we serve: %s",
+			 strerror(errno));
+	if (ready_fd >= 0)
+		close(ready_fd);
+	event_base_dispatch(sp.base);
+	smtpd_free(sp.smtpd);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_base_free(sp.base);
+	return 0;
+}
+
+/* -- the master: starts the three children and keeps them running */
+
+static volatile sig_atomic_t got_term, got_hup, got_chld, got_alarm;
+
+static void
+on_master_signal(int sig)
+{
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		got_term = sig;
+		break;
+	case SIGHUP:
+		got_hup = 1;
+		break;
+	case SIGCHLD:
+		got_chld = 1;
+		break;
+	case SIGALRM:
+		got_alarm = 1;
+		break;
+	}
+}
+
+static const int master_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD,
+				     SIGALRM};
+static sigset_t master_blocked, master_orig;
+
+static void
+master_signals_setup(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_master_signal;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&master_blocked);
+	for (size_t i = 0; i < SMALT_NELEM(master_signals); i++) {
+		sigaddset(&master_blocked, master_signals[i]);
+		sigaction(master_signals[i], &sa, NULL);
+	}
+	/* Handled only inside sigsuspend: no race with the loop's checks. */
+	sigprocmask(SIG_BLOCK, &master_blocked, &master_orig);
+}
+
+/* In a new child: the master's handlers and mask are not its own, and
+ * it must not outlive the master (a new master would find the spool
+ * locked, or two schedulers would deliver the same mail). */
+static pid_t master_pid;
+
+static void
+child_signals_reset(void)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != master_pid)
+		_exit(1);
+	for (size_t i = 0; i < SMALT_NELEM(master_signals); i++)
+		signal(master_signals[i], SIG_DFL);
+	sigprocmask(SIG_SETMASK, &master_orig, NULL);
+}
+
+static struct options *reload_opt;
+
+static struct smalt_conf *
+reload_conf(char *err, size_t errlen)
+{
+	return load_conf(reload_opt, err, errlen);
+}
+
+static pid_t
+start_smtpd(struct daemon *d, int *ready_rd)
+{
+	int p[2] = {-1, -1};
+	if (ready_rd != NULL && pipe2(p, O_CLOEXEC) != 0)
+		fatal("pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		child_signals_reset();
+		if (p[0] >= 0)
+			close(p[0]);
+		int rc = run_smtpd(d, p[1]);
+		listeners_close(&d->listeners);
+		queue_close(d->queue);
+		conf_free(d->conf);
+		free(d->opt.overrides);
+		exit(rc);
+	}
+	if (ready_rd != NULL) {
+		close(p[1]);
+		*ready_rd = p[0];
+	}
+	d->smtpd_pid = pid;
+	d->smtpd_started = time(NULL);
+	return pid;
+}
+
+static void
+start_delivery(struct daemon *d)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+		fatal("socketpair: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* The agent keeps root (when we have it) to deliver as each
+		 * recipient; it never touches the network. */
+		child_signals_reset();
+		prctl(PR_SET_NAME, "smalt-deliver");
+		listeners_close(&d->listeners);
+		close(sv[0]);
+		struct agent_params ap = {
+		    .sock = sv[1],
+		    .conf = d->conf,
+		    .queue = d->queue,
+		    .user_uid = d->uid,
+		    .user_gid = d->gid,
+		    .load_conf = reload_conf,
+		};
+		int rc = agent_main(&ap);
+		queue_close(d->queue);
+		conf_free(ap.conf);
+		free(d->opt.overrides);
+		exit(rc);
+	}
+	d->agent_pid = pid;
+	pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		child_signals_reset();
+		prctl(PR_SET_NAME, "smalt-qmgr");
+		listeners_close(&d->listeners);
+		close(sv[1]);
+		drop_privileges(d->uid, d->gid);
+		struct qmgr_params qp = {
+		    .agent_sock = sv[0],
+		    .conf = d->conf,
+		    .queue = d->queue,
+		    .load_conf = reload_conf,
+		};
+		int rc = qmgr_main(&qp);
+		queue_close(d->queue);
+		conf_free(qp.conf);
+		free(d->opt.overrides);
+		exit(rc);
+	}
+	d->qmgr_pid = pid;
+	d->delivery_started = time(NULL);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static const char *
+child_name(const struct daemon *d, pid_t pid)
+{
+	if (pid == d->smtpd_pid)
+		return "smtpd";
+	if (pid == d->qmgr_pid)
+		return "qmgr";
+	if (pid == d->agent_pid)
+		return "delivery agent";
+	return "child";
+}
+
+static void
+log_child_exit(const struct daemon *d, pid_t pid, int st)
+{
+	if (WIFSIGNALED(st))
+		log_error("%s (pid %ld) killed by signal %d", child_name(d, pid),
+			  (long)pid, WTERMSIG(st));
+	else if (WEXITSTATUS(st) != 0)
+		log_error("%s (pid %ld) exited with status %d",
+			  child_name(d, pid), (long)pid, WEXITSTATUS(st));
+	else if (!d->stopping)
+		log_warn("%s (pid %ld) exited", child_name(d, pid), (long)pid);
+}
+
+/* A child that dies keeps coming back, but never faster than once a
+ * second. The qmgr and the agent share a socket: they restart as a
+ * pair. */
+static void
+reap_children(struct daemon *d)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		log_child_exit(d, pid, st);
+		if (pid == d->smtpd_pid) {
+			d->smtpd_pid = 0;
+			if (!d->stopping) {
+				if (time(NULL) - d->smtpd_started < 1)
+					sleep(1);
+				start_smtpd(d, NULL);
+			}
+		} else if (pid == d->qmgr_pid || pid == d->agent_pid) {
+			if (pid == d->qmgr_pid)
+				d->qmgr_pid = 0;
+			else
+				d->agent_pid = 0;
+			pid_t other = d->qmgr_pid ? d->qmgr_pid : d->agent_pid;
+			if (other != 0)
+				kill(other, SIGTERM);
+			if (d->qmgr_pid == 0 && d->agent_pid == 0 &&
+			    !d->stopping) {
+				if (time(NULL) - d->delivery_started < 1)
+					sleep(1);
+				start_delivery(d);
+			}
+		}
+	}
+}
+
+static void
+signal_children(struct daemon *d, int sig)
+{
+	pid_t pids[] = {d->smtpd_pid, d->qmgr_pid, d->agent_pid};
+	for (size_t i = 0; i < SMALT_NELEM(pids); i++)
+		if (pids[i] > 0)
+			kill(pids[i], sig);
+}
+
+static void
+master_reload(struct daemon *d)
+{
+	char err[CONF_ERRLEN];
+	struct smalt_conf *conf = load_conf(&d->opt, err, sizeof(err));
+	if (conf == NULL) {
+		log_error("reload failed, keeping the old settings: %s", err);
+		return;
+	}
+	conf_free(d->conf);
+	d->conf = conf;
+	log_init(d->opt.foreground ? LOG_DEST_STDERR : LOG_DEST_SYSLOG,
+		 conf->hostname);
+	signal_children(d, SIGHUP);
+}
+
+static void
+master_loop(struct daemon *d)
+{
+	for (;;) {
+		if (got_chld) {
+			got_chld = 0;
+			reap_children(d);
+		}
+		if (got_hup && !d->stopping) {
+			got_hup = 0;
+			master_reload(d);
+		}
+		if (got_term && !d->stopping) {
+			log_info("terminating on signal %d", (int)got_term);
+			d->stopping = 1;
+			/* The agent last: it stops once the qmgr is gone
+			 * and its own deliveries have ended. */
+			if (d->smtpd_pid > 0)
+				kill(d->smtpd_pid, SIGTERM);
+			if (d->qmgr_pid > 0)
+				kill(d->qmgr_pid, SIGTERM);
+			else if (d->agent_pid > 0)
+				kill(d->agent_pid, SIGTERM);
+			/* The agent may wait AGENT_DRAIN_SECONDS for its
+			 * deliveries; beyond that, no more waiting. */
+			alarm(AGENT_DRAIN_SECONDS + 5);
+		}
+		if (got_alarm && d->stopping) {
+			got_alarm = 0;
+			log_warn("children still running; killing them");
+			signal_children(d, SIGKILL);
+		}
+		if (d->stopping && d->smtpd_pid == 0 && d->qmgr_pid == 0 &&
+		    d->agent_pid == 0)
+			return;
+		sigsuspend(&master_orig);
+	}
+}
+
+/* Checks what the children would refuse to start with, while the admin
+ * still watches the terminal. */
+static void
+check_delivery_tables(const struct smalt_conf *conf)
+{
+	char err[CONF_ERRLEN];
+	if (conf->routes[0] != '\0') {
+		struct routes *r = routes_open(conf->routes, err, sizeof(err));
+		if (r == NULL) {
+			log_error("%s", err);
+			exit(EX_CONFIG);
+		}
+		routes_free(r);
+	}
 }
 
 static void
@@ -346,10 +712,10 @@ main(int argc, char **argv)
 {
 	struct daemon d = {.lock_fd = -1};
 	char err[CONF_ERRLEN];
-	uid_t uid;
-	gid_t gid, drop_gid;
+	gid_t drop_gid;
 
 	parse_options(argc, argv, &d.opt);
+	reload_opt = &d.opt;
 	d.conf = load_conf(&d.opt, err, sizeof(err));
 	if (d.conf == NULL) {
 		fprintf(stderr, "smaltd: %s\n", err);
@@ -375,9 +741,10 @@ main(int argc, char **argv)
 	umask(077);
 
 	raise_fd_limit(d.conf);
-	lookup_user(d.conf, &uid, &gid, &drop_gid);
+	lookup_user(d.conf, &d.uid, &d.gid, &drop_gid);
+	check_delivery_tables(d.conf);
 	d.queue =
-	    queue_open(d.conf->spool_dir, uid, drop_gid, err, sizeof(err));
+	    queue_open(d.conf->spool_dir, d.uid, drop_gid, err, sizeof(err));
 	if (d.queue == NULL)
 		fatal("spool: %s", err);
 	d.lock_fd = lock_spool(d.conf->spool_dir);
@@ -387,42 +754,33 @@ main(int argc, char **argv)
 	if (!d.opt.foreground)
 		daemonize();
 	write_pid(d.lock_fd);
-	drop_privileges(uid, gid);
+	master_pid = getpid();
+	master_signals_setup();
 
-	d.base = event_base_new();
-	if (d.base == NULL)
-		fatal("event_base_new failed");
-	struct event *ev_term = evsignal_new(d.base, SIGTERM, on_terminate, &d);
-	struct event *ev_int = evsignal_new(d.base, SIGINT, on_terminate, &d);
-	struct event *ev_hup = evsignal_new(d.base, SIGHUP, on_reload, &d);
-	event_add(ev_term, NULL);
-	event_add(ev_int, NULL);
-	event_add(ev_hup, NULL);
-	d.smtpd =
-	    smtpd_new(d.base, d.conf, d.queue, &d.listeners, err, sizeof(err));
-	if (d.smtpd == NULL) {
-		log_error("%s", err);
-		exit(EX_CONFIG);
+	int ready_rd;
+	start_smtpd(&d, &ready_rd);
+	unsigned char ok;
+	ssize_t n;
+	while ((n = read(ready_rd, &ok, 1)) < 0 && errno == EINTR)
+		;
+	close(ready_rd);
+	if (n != 1) {
+		/* The SMTP side could not start: its reason is logged. */
+		int st = 0;
+		waitpid(d.smtpd_pid, &st, 0);
+		exit(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 1);
 	}
+	start_delivery(&d);
 	for (size_t i = 0; i < d.listeners.n; i++)
 		log_info("listening on %s (%s)", d.listeners.v[i].name,
 			 listener_kind_name(d.listeners.v[i].kind));
 	log_info("daemon started -- version %s, configuration %s",
 		 SMALT_VERSION,
 		 d.conf->source ? d.conf->source : "built-in defaults");
-
 	daemon_ready();
-	/* One process for now: from here on the SMTP side does the
-	 * talking, so its lines carry the tag pflogsumm looks for. */
-	log_set_part("smtpd");
-	event_base_dispatch(d.base);
-	log_set_part("master");
 
-	smtpd_free(d.smtpd);
-	event_free(ev_term);
-	event_free(ev_int);
-	event_free(ev_hup);
-	event_base_free(d.base);
+	master_loop(&d);
+
 	listeners_close(&d.listeners);
 	queue_close(d.queue);
 	conf_free(d.conf);

@@ -44,6 +44,21 @@ log_set_part(const char *part)
 }
 
 void
+log_info_as(const char *part, const char *fmt, ...)
+{
+	char saved[sizeof(log_tag)];
+	memcpy(saved, log_tag, sizeof(saved));
+	if (strcmp(log_tag + strlen("smalt/"), part) != 0)
+		log_set_part(part);
+	va_list ap;
+	va_start(ap, fmt);
+	log_vline(LOG_INFO, "", fmt, ap);
+	va_end(ap);
+	if (strcmp(saved, log_tag) != 0)
+		log_set_part(saved + strlen("smalt/"));
+}
+
+void
 log_set_echo_stderr(int on)
 {
 	log_echo_stderr = on;
@@ -79,13 +94,22 @@ log_vline(int priority, const char *prefix, const char *fmt, va_list ap)
 		errno = saved_errno;
 		return;
 	}
-	char stamp[32];
+	char stamp[32], line[2400];
 	time_t now = time(NULL);
 	struct tm tm;
 	localtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
-	fprintf(stderr, "%s %s %s[%ld]: %s%s\n", stamp, log_host, log_tag,
-		(long)getpid(), prefix, msg);
+	/* One write per line: several processes share this stderr and
+	 * their lines must not interleave. */
+	int n = snprintf(line, sizeof(line), "%s %s %s[%ld]: %s%s\n", stamp,
+			 log_host, log_tag, (long)getpid(), prefix, msg);
+	if (n > (int)sizeof(line) - 1) {
+		n = (int)sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	if (write_all(2, line, (size_t)n) != 0) {
+		/* Nowhere left to report it. */
+	}
 	errno = saved_errno;
 }
 

@@ -22,6 +22,10 @@ void log_set_echo_stderr(int on);
 void log_set_verbose(int verbose);
 
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* One info line under another part's tag (smalt/PART), e.g. the qmgr
+ * speaking for a channel it handles itself. */
+void log_info_as(const char *part, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Prefixed "warning: " as Postfix does, so admins can grep for it. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prefixed "error: ". */

@@ -125,8 +125,8 @@ static const struct conf_key keys[] = {
     {KEY("host_retry_max", CT_DURATION, "30m", host_retry_max), .min = 1},
     {KEY("queue_lifetime", CT_DURATION, "5d", queue_lifetime)},
     {KEY("delay_warning", CT_DURATION, "4h", delay_warning)},
-    {KEY("delivery_concurrency", CT_UINT, "20", delivery_concurrency),
-     .min = 1},
+    /* 0 holds all mail in the queue (an extension, for maintenance). */
+    {KEY("delivery_concurrency", CT_UINT, "20", delivery_concurrency)},
     {KEY("destination_concurrency", CT_UINT, "4", destination_concurrency),
      .min = 1},
     {KEY("log", CT_ENUM, "syslog", log), .names = log_names},

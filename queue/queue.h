@@ -125,6 +125,12 @@ int queue_recover(struct queue *q, struct queue_recover_stats *stats);
  * of arrivals seen. */
 int queue_watch_open(struct queue *q);
 int queue_watch_drain(int fd);
+/* Empties the watch descriptor and calls fn(dir, id, arg) for every
+ * queue id that arrived (dir QDIR_INCOMING or QDIR_MAILDROP). Returns -1
+ * when the kernel dropped events (queue overflow): the caller must scan
+ * the folders instead. */
+typedef void (*queue_watch_fn)(enum queue_dir dir, const char *id, void *arg);
+int queue_watch_read(int fd, queue_watch_fn fn, void *arg);
 
 /* A new queue id: 16 upper-case hex digits, microseconds since the epoch
  * then a counter, so ids sort by arrival. */

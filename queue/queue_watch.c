@@ -14,6 +14,11 @@
  * maildrop/. Watching for those renames wakes the delivery side from any
  * process (smtpd, pickup, a restarted daemon) without either side
  * knowing the other. */
+/* inotify watch descriptors are small integers handed out in order; two
+ * watches per descriptor, so a tiny table maps them back to folders. */
+#define WATCH_SLOTS 8
+static enum queue_dir watch_dirs[WATCH_SLOTS];
+
 int
 queue_watch_open(struct queue *q)
 {
@@ -25,6 +30,8 @@ queue_watch_open(struct queue *q)
 		char *path = xasprintf("%s/%s", queue_path(q),
 				       queue_dir_name(watched[i]));
 		int wd = inotify_add_watch(fd, path, IN_MOVED_TO);
+		if (wd >= 0)
+			watch_dirs[wd % WATCH_SLOTS] = watched[i];
 		free(path);
 		if (wd < 0) {
 			int saved = errno;
@@ -53,4 +60,30 @@ queue_watch_drain(int fd)
 		}
 	}
 	return events;
+}
+
+int
+queue_watch_read(int fd, queue_watch_fn fn, void *arg)
+{
+	char buf[8192]
+	    __attribute__((aligned(__alignof__(struct inotify_event))));
+	int overflow = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			p += sizeof(*ev) + ev->len;
+			if (ev->mask & IN_Q_OVERFLOW) {
+				overflow = 1;
+				continue;
+			}
+			if (ev->len == 0 || ev->wd < 0 ||
+			    !queue_id_valid(ev->name))
+				continue;
+			fn(watch_dirs[ev->wd % WATCH_SLOTS], ev->name, arg);
+		}
+	}
+	return overflow ? -1 : 0;
 }

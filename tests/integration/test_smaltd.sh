@@ -72,7 +72,11 @@ check "bad envelope quarantined" [ -e "$SPOOL/corrupt/0000000000000002" ]
 check "quarantine logged" grep -q "0000000000000002: moved incoming/0000000000000002 to corrupt/" "$T/daemon.log"
 check "port is bound" python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 2)"
 if [ "$(id -u)" -eq 0 ]; then
-	check "runs as the unprivileged user" [ "$(ps -o user= -p "$DPID")" = smalt ]
+	# The master and the delivery agent keep root; smtpd and the qmgr
+	# (everything that parses what arrives) run as smalt.
+	check "smtpd runs as the unprivileged user" [ "$(ps -o user=,comm= --ppid "$DPID" | awk '$2 == "smalt-smtpd" {print $1}')" = smalt ]
+	check "qmgr runs as the unprivileged user" [ "$(ps -o user=,comm= --ppid "$DPID" | awk '$2 == "smalt-qmgr" {print $1}')" = smalt ]
+	check "delivery agent runs as root" [ "$(ps -o user=,comm= --ppid "$DPID" | awk '$2 == "smalt-deliver" {print $1}')" = root ]
 	check "spool owned by smalt" [ "$(stat -c %U "$SPOOL/incoming")" = smalt ]
 fi
 "$SMALTCTL" -f "$T/run.conf" status >/dev/null

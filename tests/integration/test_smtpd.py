@@ -48,6 +48,9 @@ CLIENT = client_name_rx()
 
 
 def daemon(name, **kw):
+    # These tests look at what smtpd queued: hold it there (delivery is
+    # test_deliver.py's business).
+    kw.setdefault("delivery_concurrency", 0)
     d = Daemon(BASE, name, **kw)
     ALL_DAEMONS.append(d)
     return d.start()

@@ -320,8 +320,8 @@ test_numbers_and_enums(void)
 	CHECK_FAILS("max_connections = 99999999999\n",
 		    "t.conf:1: max_connections: number \"99999999999\" is too "
 		    "large");
-	CHECK_FAILS("delivery_concurrency = 0\n",
-		    "t.conf:1: delivery_concurrency: must not be 0");
+	CHECK_FAILS("destination_concurrency = 0\n",
+		    "t.conf:1: destination_concurrency: must not be 0");
 	CHECK_FAILS("smtp_port = 0\n", "t.conf:1: smtp_port: bad port \"0\"");
 	CHECK_FAILS("smtp_port = 65536\n",
 		    "t.conf:1: smtp_port: bad port \"65536\"");

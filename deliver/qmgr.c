@@ -1,0 +1,888 @@
+#include "deliver/qmgr.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <search.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "deliver/agent.h"
+#include "deliver/bounce.h"
+#include "deliver/delivery_log.h"
+#include "deliver/routes.h"
+
+struct qmsg;
+
+struct qjob {
+	unsigned long no;
+	struct qmsg *m;
+	size_t rcpt;
+	enum channel_kind channel;
+	struct dest *dest;
+	char **argv; /* pipe */
+	uint64_t sent_us;
+	TAILQ_ENTRY(qjob) link;
+};
+TAILQ_HEAD(qjob_list, qjob);
+
+/* A destination: what destination_concurrency counts. */
+struct dest {
+	char *key;
+	unsigned running;
+	struct qjob_list ready;
+	int listed; /* on qmgr.busy_dests */
+	TAILQ_ENTRY(dest) link;
+};
+TAILQ_HEAD(dest_list, dest);
+
+struct qmsg {
+	struct envelope env;
+	enum queue_dir dir;
+	uint64_t arrival_us, active_us;
+	unsigned jobs_left;
+	unsigned char *bounced_now; /* per recipient: bounced this round */
+};
+
+/* A message waiting for its next round, or not yet taken up. */
+struct waiting {
+	time_t when;
+	enum queue_dir dir;
+	char id[QUEUE_ID_LEN + 1];
+};
+
+struct backlog_entry {
+	char id[QUEUE_ID_LEN + 1];
+	STAILQ_ENTRY(backlog_entry) link;
+};
+
+struct qmgr {
+	struct qmgr_params *p;
+	struct smalt_conf *conf;
+	struct routes *routes;
+	struct event_base *base;
+	struct event *ev_sock, *ev_watch, *ev_timer;
+	int watch_fd;
+	void *known;		/* tsearch set of ids we have in hand */
+	void *dests;		/* tsearch set of struct dest by key */
+	STAILQ_HEAD(, backlog_entry) backlog; /* incoming/, not yet active */
+	struct waiting *heap;	/* deferred/, by time */
+	size_t nheap, capheap;
+	unsigned nactive, nrunning;
+	struct dest_list busy_dests; /* those with ready jobs */
+	struct qjob_list running;
+	unsigned long next_job;
+	int stopping;
+	int heap_turn; /* alternate between new mail and retries */
+};
+
+static void fill(struct qmgr *q);
+static void pump(struct qmgr *q);
+static void apply(struct qmgr *q, const struct agent_result *r);
+
+/* -- the set of ids in hand, so inotify and scans never double up */
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static int
+know(struct qmgr *q, const char *id)
+{
+	char *copy = xstrdup(id);
+	char **found = tsearch(copy, &q->known, cmp_str);
+	if (found == NULL)
+		fatal("out of memory");
+	if (*found != copy) {
+		free(copy);
+		return 0; /* already known */
+	}
+	return 1;
+}
+
+static void
+forget(struct qmgr *q, const char *id)
+{
+	char **found = tfind(id, &q->known, cmp_str);
+	if (found == NULL)
+		return;
+	char *key = *found;
+	tdelete(id, &q->known, cmp_str);
+	free(key);
+}
+
+/* -- the retry heap */
+
+static int
+heap_less(const struct waiting *a, const struct waiting *b)
+{
+	return a->when < b->when ||
+	       (a->when == b->when && strcmp(a->id, b->id) < 0);
+}
+
+static void
+heap_push(struct qmgr *q, time_t when, enum queue_dir dir, const char *id)
+{
+	if (q->nheap == q->capheap) {
+		q->capheap = q->capheap ? q->capheap * 2 : 64;
+		q->heap = xrealloc(q->heap, q->capheap * sizeof(*q->heap));
+	}
+	size_t i = q->nheap++;
+	struct waiting w = {.when = when, .dir = dir};
+	memcpy(w.id, id, sizeof(w.id));
+	while (i > 0 && heap_less(&w, &q->heap[(i - 1) / 2])) {
+		q->heap[i] = q->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	q->heap[i] = w;
+}
+
+static struct waiting
+heap_pop(struct qmgr *q)
+{
+	struct waiting top = q->heap[0];
+	struct waiting last = q->heap[--q->nheap];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= q->nheap)
+			break;
+		if (c + 1 < q->nheap && heap_less(&q->heap[c + 1], &q->heap[c]))
+			c++;
+		if (!heap_less(&q->heap[c], &last))
+			break;
+		q->heap[i] = q->heap[c];
+		i = c;
+	}
+	if (q->nheap > 0)
+		q->heap[i] = last;
+	return top;
+}
+
+/* -- destinations */
+
+static int
+cmp_dest(const void *a, const void *b)
+{
+	return strcmp(((const struct dest *)a)->key,
+		      ((const struct dest *)b)->key);
+}
+
+static struct dest *
+dest_get(struct qmgr *q, const char *key)
+{
+	struct dest probe = {.key = (char *)key};
+	struct dest **found = tfind(&probe, &q->dests, cmp_dest);
+	if (found != NULL)
+		return *found;
+	struct dest *d = xcalloc(1, sizeof(*d));
+	d->key = xstrdup(key);
+	TAILQ_INIT(&d->ready);
+	if (tsearch(d, &q->dests, cmp_dest) == NULL)
+		fatal("out of memory");
+	return d;
+}
+
+/* Idle destinations are dropped so the set does not grow forever. */
+static void
+dest_release(struct qmgr *q, struct dest *d)
+{
+	if (d->running > 0 || !TAILQ_EMPTY(&d->ready))
+		return;
+	if (d->listed) {
+		TAILQ_REMOVE(&q->busy_dests, d, link);
+		d->listed = 0;
+	}
+	tdelete(d, &q->dests, cmp_dest);
+	free(d->key);
+	free(d);
+}
+
+/* -- results */
+
+static uint64_t
+id_arrival_us(const char *id)
+{
+	return strtoull(id, NULL, 16) >> 12;
+}
+
+static void
+set_rcpt_result(struct qmsg *m, size_t i, const struct deliver_result *r)
+{
+	struct env_rcpt *rc = &m->env.rcpt[i];
+	smalt_strlcpy(rc->dsn, r->dsn, sizeof(rc->dsn));
+	envelope_set(&rc->reason, r->reason);
+	switch (r->status) {
+	case DELIVER_OK:
+		rc->state = RCPT_DELIVERED;
+		break;
+	case DELIVER_DEFER:
+		rc->state = RCPT_DEFERRED;
+		break;
+	case DELIVER_BOUNCE:
+		rc->state = RCPT_BOUNCED;
+		m->bounced_now[i] = 1;
+		break;
+	}
+}
+
+/* A result the qmgr decides itself (error channel, a channel not built
+ * yet, expiry), logged as the channel would. */
+static void
+local_result(struct qmsg *m, size_t i, const char *part,
+	     const struct deliver_result *r)
+{
+	uint64_t now = now_usec();
+	struct delivery_times t = {m->arrival_us, m->active_us, now, now, now};
+	delivery_log(part, m->env.id, m->env.rcpt[i].address, NULL, "none", &t,
+		     r);
+	set_rcpt_result(m, i, r);
+}
+
+/* -- notifications */
+
+static int
+send_dsn(struct qmgr *q, struct qmsg *m, enum dsn_kind kind,
+	 enum rcpt_state which, const unsigned char *only)
+{
+	char *postmaster = xasprintf("postmaster@%s", q->conf->hostname);
+	const char *to = bounce_recipient(&m->env, postmaster);
+	int rc = 0;
+	if (to[0] == '\0') {
+		log_info_as("bounce", "%s: undeliverable double bounce "
+				      "discarded",
+			    m->env.id);
+		free(postmaster);
+		return 0;
+	}
+	struct bounce_rcpt *br = xcalloc(m->env.nrcpt, sizeof(*br));
+	size_t n = 0;
+	for (size_t i = 0; i < m->env.nrcpt; i++) {
+		struct env_rcpt *r = &m->env.rcpt[i];
+		if (r->state != which || (only != NULL && !only[i]))
+			continue;
+		br[n++] = (struct bounce_rcpt){r->address, r->dsn, r->reason};
+	}
+	struct queue_msg *qm = queue_msg_create(q->p->queue);
+	int fd = queue_msg_open(q->p->queue, m->env.id);
+	struct envelope env;
+	envelope_init(&env);
+	if (qm == NULL || fd < 0) {
+		rc = -1;
+	} else {
+		struct bounce_params bp = {
+		    .kind = kind,
+		    .hostname = q->conf->hostname,
+		    .to = to,
+		    .env = &m->env,
+		    .rcpts = br,
+		    .nrcpt = n,
+		    .msg_fd = fd,
+		    .now = time(NULL),
+		    .retry_until = m->env.arrival + q->conf->queue_lifetime,
+		};
+		envelope_set(&env.sender, "");
+		envelope_set(&env.protocol, "local");
+		envelope_add_rcpt(&env, to);
+		rc = bounce_write(&bp, bounce_queue_write, qm);
+		if (rc == 0)
+			rc = queue_msg_commit(qm, &env);
+		if (rc == 0)
+			qm = NULL;
+	}
+	if (rc == 0)
+		log_info_as("bounce", "%s: %s %s notification: %s", m->env.id,
+			    m->env.sender[0] ? "sender" : "postmaster",
+			    kind == DSN_FAILURE ? "non-delivery" : "delay",
+			    env.id);
+	else
+		log_error("%s: cannot queue a %s notification: %s", m->env.id,
+			  kind == DSN_FAILURE ? "non-delivery" : "delay",
+			  strerror(qm ? queue_msg_error(qm) : errno));
+	if (qm != NULL)
+		queue_msg_abort(qm);
+	if (fd >= 0)
+		close(fd);
+	envelope_free(&env);
+	free(br);
+	free(postmaster);
+	return rc;
+}
+
+/* -- the end of a round */
+
+static unsigned
+backoff(const struct smalt_conf *conf, unsigned attempts)
+{
+	unsigned long long b = conf->retry_min;
+	for (unsigned i = 1; i < attempts && b < conf->retry_max; i++)
+		b *= 2;
+	return b > conf->retry_max ? conf->retry_max : (unsigned)b;
+}
+
+static void
+finish(struct qmgr *q, struct qmsg *m)
+{
+	struct envelope *env = &m->env;
+	time_t now = time(NULL);
+	int any_bounced = 0, any_deferred = 0;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		any_bounced |= m->bounced_now[i];
+		any_deferred |= env->rcpt[i].state == RCPT_DEFERRED;
+	}
+	if (any_bounced &&
+	    send_dsn(q, m, DSN_FAILURE, RCPT_BOUNCED, m->bounced_now) != 0) {
+		/* No bounce, no giving up: try them again next round. */
+		for (size_t i = 0; i < env->nrcpt; i++)
+			if (m->bounced_now[i]) {
+				env->rcpt[i].state = RCPT_DEFERRED;
+				any_deferred = 1;
+			}
+	}
+	if (any_deferred && q->conf->delay_warning > 0 && !env->warned &&
+	    env->sender[0] != '\0' &&
+	    now - env->arrival >= (time_t)q->conf->delay_warning &&
+	    send_dsn(q, m, DSN_DELAY, RCPT_DEFERRED, NULL) == 0)
+		env->warned = 1;
+
+	if (envelope_done(env)) {
+		if (queue_remove(q->p->queue, m->dir, env->id) != 0)
+			log_error("%s: cannot remove: %s", env->id,
+				  strerror(errno));
+		else
+			log_info("%s: removed", env->id);
+		forget(q, env->id);
+	} else {
+		env->attempts++;
+		time_t next = now + backoff(q->conf, env->attempts);
+		for (size_t i = 0; i < env->nrcpt; i++)
+			if (env->rcpt[i].state == RCPT_DEFERRED ||
+			    env->rcpt[i].state == RCPT_PENDING)
+				env->rcpt[i].next_attempt = next;
+		if (queue_env_write(q->p->queue, m->dir, QDIR_DEFERRED, env) !=
+		    0)
+			log_error("%s: cannot update the envelope in %s/: %s",
+				  env->id, queue_dir_name(QDIR_DEFERRED),
+				  strerror(errno));
+		else
+			m->dir = QDIR_DEFERRED;
+		heap_push(q, next, m->dir, env->id);
+	}
+	envelope_free(env);
+	free(m->bounced_now);
+	free(m);
+	q->nactive--;
+}
+
+/* -- starting deliveries */
+
+static void
+add_job(struct qmgr *q, struct qmsg *m, size_t i, enum channel_kind ch,
+	const char *destkey, char **argv)
+{
+	struct qjob *j = xcalloc(1, sizeof(*j));
+	j->no = ++q->next_job;
+	j->m = m;
+	j->rcpt = i;
+	j->channel = ch;
+	j->argv = argv;
+	j->dest = dest_get(q, destkey);
+	TAILQ_INSERT_TAIL(&j->dest->ready, j, link);
+	if (!j->dest->listed) {
+		TAILQ_INSERT_TAIL(&q->busy_dests, j->dest, link);
+		j->dest->listed = 1;
+	}
+	m->jobs_left++;
+}
+
+static void
+route_rcpt(struct qmgr *q, struct qmsg *m, size_t i)
+{
+	const char *rcpt = m->env.rcpt[i].address;
+	const char *at = strrchr(rcpt, '@');
+	const char *domain = at ? at + 1 : "";
+	const struct route *r = routes_lookup(q->routes, q->conf, domain);
+	struct deliver_result res;
+	char *key, *lower;
+	switch (r->channel) {
+	case CHANNEL_LOCAL:
+		/* Per recipient, as Postfix's local: one mailbox lock. */
+		lower = xstrdup(rcpt);
+		ascii_lower(lower);
+		key = xasprintf("local:%s", lower);
+		add_job(q, m, i, CHANNEL_LOCAL, key, NULL);
+		free(key);
+		free(lower);
+		break;
+	case CHANNEL_PIPE:
+		key = xasprintf("pipe:%s", r->argv[0]);
+		add_job(q, m, i, CHANNEL_PIPE, key,
+			route_pipe_argv(r, m->env.sender, rcpt));
+		free(key);
+		break;
+	case CHANNEL_ERROR:
+		deliver_result_set(&res, DELIVER_BOUNCE, "5.0.0", "%s",
+				   r->text[0] ? r->text : "mail refused");
+		local_result(m, i, "error", &res);
+		break;
+	case CHANNEL_SMTP:
+	case CHANNEL_RELAY:
+		deliver_result_set(&res, DELIVER_DEFER, "4.3.0",
+				   "the %s channel is not available in this "
+				   "version of smalt; mail for %s waits in the "
+				   "queue",
+				   channel_name(r->channel), domain);
+		local_result(m, i, channel_name(r->channel), &res);
+		break;
+	}
+}
+
+static void
+expire(struct qmgr *q, struct qmsg *m)
+{
+	unsigned days = q->conf->queue_lifetime / 86400;
+	for (size_t i = 0; i < m->env.nrcpt; i++) {
+		struct env_rcpt *r = &m->env.rcpt[i];
+		if (r->state != RCPT_PENDING && r->state != RCPT_DEFERRED)
+			continue;
+		struct deliver_result res;
+		deliver_result_set(&res, DELIVER_BOUNCE, "4.4.7",
+				   "message expired after %u%s in the queue%s%s",
+				   days ? days : q->conf->queue_lifetime,
+				   days ? (days == 1 ? " day" : " days")
+					: " seconds",
+				   r->reason[0] ? "; last reason: " : "",
+				   r->reason);
+		local_result(m, i, "qmgr", &res);
+	}
+}
+
+static void
+activate(struct qmgr *q, enum queue_dir dir, const char *id)
+{
+	struct qmsg *m = xcalloc(1, sizeof(*m));
+	const char *errstr;
+	if (queue_env_read(q->p->queue, dir, id, &m->env, &errstr) != 0) {
+		int err = errno;
+		free(m);
+		if (err == ENOENT) {
+			/* Removed or held by the admin meanwhile. */
+			forget(q, id);
+		} else if (err == EINVAL) {
+			queue_quarantine(q->p->queue, dir, id, errstr);
+			forget(q, id);
+		} else {
+			log_error("%s: cannot read the envelope: %s", id,
+				  strerror(err));
+			heap_push(q, time(NULL) + q->conf->retry_min, dir, id);
+		}
+		return;
+	}
+	q->nactive++;
+	m->dir = dir;
+	m->arrival_us = id_arrival_us(id);
+	m->active_us = now_usec();
+	m->bounced_now = xcalloc(m->env.nrcpt ? m->env.nrcpt : 1, 1);
+	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", id,
+		 m->env.sender, (unsigned long long)m->env.size,
+		 m->env.nrcpt);
+	time_t now = time(NULL);
+	if (m->env.attempts > 0 &&
+	    now - m->env.arrival >= (time_t)q->conf->queue_lifetime) {
+		expire(q, m);
+	} else {
+		for (size_t i = 0; i < m->env.nrcpt; i++)
+			if (m->env.rcpt[i].state == RCPT_PENDING ||
+			    m->env.rcpt[i].state == RCPT_DEFERRED)
+				route_rcpt(q, m, i);
+	}
+	if (m->jobs_left == 0)
+		finish(q, m);
+}
+
+static void
+send_job(struct qmgr *q, struct qjob *j)
+{
+	struct qmsg *m = j->m;
+	struct agent_request req = {
+	    .job = j->no,
+	    .channel = j->channel,
+	    .arrival_us = m->arrival_us,
+	    .active_us = m->active_us,
+	    .sent_us = now_usec(),
+	    .sender = m->env.sender,
+	    .rcpt = m->env.rcpt[j->rcpt].address,
+	};
+	memcpy(req.id, m->env.id, sizeof(req.id));
+	for (size_t i = 0; j->argv && j->argv[i] && i < AGENT_ARGV_MAX; i++)
+		req.argv[i] = j->argv[i];
+	char buf[AGENT_MSG_MAX];
+	int n = agent_request_format(&req, buf, sizeof(buf));
+	j->sent_us = req.sent_us;
+	TAILQ_INSERT_TAIL(&q->running, j, link);
+	j->dest->running++;
+	q->nrunning++;
+	if (n >= 0 && send(q->p->agent_sock, buf, (size_t)n, MSG_NOSIGNAL) == n)
+		return;
+	/* Hand the job a result of its own: deferred. */
+	struct agent_result res = {.job = j->no};
+	deliver_result_set(&res.r, DELIVER_DEFER, "4.3.0",
+			   n < 0 ? "the recipient or command cannot be passed "
+				   "to the delivery agent"
+				 : "the delivery agent is not available: %s",
+			   strerror(errno));
+	log_warn("%s: %s", m->env.id, res.r.reason);
+	apply(q, &res);
+}
+
+static void
+pump(struct qmgr *q)
+{
+	struct dest *d, *next;
+	unsigned limit = q->conf->delivery_concurrency;
+	int progress = 1;
+	/* Round robin over destinations: one job each per pass. */
+	while (progress && q->nrunning < limit && !q->stopping) {
+		progress = 0;
+		for (d = TAILQ_FIRST(&q->busy_dests); d; d = next) {
+			next = TAILQ_NEXT(d, link);
+			if (q->nrunning >= limit)
+				break;
+			if (d->running >= q->conf->destination_concurrency)
+				continue;
+			struct qjob *j = TAILQ_FIRST(&d->ready);
+			TAILQ_REMOVE(&d->ready, j, link);
+			if (TAILQ_EMPTY(&d->ready)) {
+				TAILQ_REMOVE(&q->busy_dests, d, link);
+				d->listed = 0;
+			}
+			send_job(q, j);
+			progress = 1;
+		}
+	}
+}
+
+static void
+apply(struct qmgr *q, const struct agent_result *r)
+{
+	struct qjob *j;
+	TAILQ_FOREACH(j, &q->running, link)
+	if (j->no == r->job)
+		break;
+	if (j == NULL)
+		return; /* a duplicate from a crashed child: had one */
+	TAILQ_REMOVE(&q->running, j, link);
+	q->nrunning--;
+	j->dest->running--;
+	struct qmsg *m = j->m;
+	set_rcpt_result(m, j->rcpt, &r->r);
+	dest_release(q, j->dest);
+	route_argv_free(j->argv);
+	free(j);
+	if (--m->jobs_left == 0)
+		finish(q, m);
+}
+
+/* -- taking messages up */
+
+static void
+backlog_add(struct qmgr *q, const char *id)
+{
+	if (!know(q, id))
+		return;
+	struct backlog_entry *b = xcalloc(1, sizeof(*b));
+	memcpy(b->id, id, sizeof(b->id));
+	STAILQ_INSERT_TAIL(&q->backlog, b, link);
+}
+
+static void
+arm_timer(struct qmgr *q)
+{
+	if (q->nheap == 0 || q->stopping)
+		return;
+	time_t now = time(NULL);
+	struct timeval tv = {q->heap[0].when > now ? q->heap[0].when - now : 0,
+			     0};
+	event_add(q->ev_timer, &tv);
+}
+
+static void
+fill(struct qmgr *q)
+{
+	if (q->conf->delivery_concurrency == 0)
+		return; /* queue only: nothing is taken up */
+	time_t now = time(NULL);
+	while (!q->stopping && q->nactive < QMGR_ACTIVE_LIMIT) {
+		int due = q->nheap > 0 && q->heap[0].when <= now;
+		int fresh = !STAILQ_EMPTY(&q->backlog);
+		if (!due && !fresh)
+			break;
+		/* New mail and retries take turns. */
+		if (due && (!fresh || q->heap_turn)) {
+			struct waiting w = heap_pop(q);
+			activate(q, w.dir, w.id);
+		} else {
+			struct backlog_entry *b = STAILQ_FIRST(&q->backlog);
+			STAILQ_REMOVE_HEAD(&q->backlog, link);
+			activate(q, QDIR_INCOMING, b->id);
+			free(b);
+		}
+		q->heap_turn = !q->heap_turn;
+	}
+	pump(q);
+	arm_timer(q);
+}
+
+static int
+scan_incoming(struct queue *queue, enum queue_dir dir, const char *id,
+	      void *arg)
+{
+	(void)queue;
+	(void)dir;
+	backlog_add(arg, id);
+	return 0;
+}
+
+static int
+scan_deferred(struct queue *queue, enum queue_dir dir, const char *id,
+	      void *arg)
+{
+	struct qmgr *q = arg;
+	struct envelope env;
+	const char *errstr;
+	if (!know(q, id))
+		return 0;
+	time_t when = 0;
+	if (queue_env_read(queue, dir, id, &env, &errstr) == 0) {
+		for (size_t i = 0; i < env.nrcpt; i++) {
+			struct env_rcpt *r = &env.rcpt[i];
+			if ((r->state == RCPT_DEFERRED ||
+			     r->state == RCPT_PENDING) &&
+			    (when == 0 || r->next_attempt < when))
+				when = r->next_attempt;
+		}
+		envelope_free(&env);
+	}
+	/* A bad one is quarantined when it is taken up. */
+	heap_push(q, when, dir, id);
+	return 0;
+}
+
+/* -- events */
+
+static void
+on_arrival(enum queue_dir dir, const char *id, void *arg)
+{
+	if (dir == QDIR_INCOMING)
+		backlog_add(arg, id);
+}
+
+static void
+on_watch(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmgr *q = arg;
+	(void)what;
+	if (queue_watch_read(fd, on_arrival, q) != 0) {
+		log_warn("missed queue events: scanning %s/",
+			 queue_dir_name(QDIR_INCOMING));
+		queue_scan(q->p->queue, QDIR_INCOMING, scan_incoming, q);
+	}
+	fill(q);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	fill(arg);
+}
+
+static void
+check_stopped(struct qmgr *q)
+{
+	if (q->stopping && q->nrunning == 0)
+		event_base_loopbreak(q->base);
+}
+
+static void
+on_sock(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmgr *q = arg;
+	char buf[AGENT_MSG_MAX + 1];
+	(void)what;
+	for (int i = 0; i < 256; i++) {
+		ssize_t n = recv(fd, buf, AGENT_MSG_MAX, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (n <= 0) {
+			log_error("the delivery agent went away; stopping");
+			q->stopping = 1;
+			event_base_loopbreak(q->base);
+			return;
+		}
+		buf[n] = '\0';
+		struct agent_result r;
+		if (agent_result_parse(buf, (size_t)n, &r) != 0) {
+			log_warn("malformed result from the delivery agent");
+			continue;
+		}
+		apply(q, &r);
+	}
+	check_stopped(q);
+	fill(q);
+}
+
+static void
+on_term(evutil_socket_t sig, short what, void *arg)
+{
+	struct qmgr *q = arg;
+	(void)sig;
+	(void)what;
+	q->stopping = 1;
+	check_stopped(q);
+	/* The agent waits as long for its children. */
+	struct timeval tv = {AGENT_DRAIN_SECONDS + 1, 0};
+	event_base_loopexit(q->base, &tv);
+}
+
+static int
+load_routes(const struct smalt_conf *conf, struct routes **out, char *err,
+	    size_t errlen)
+{
+	*out = NULL;
+	if (conf->routes[0] == '\0')
+		return 0;
+	*out = routes_open(conf->routes, err, errlen);
+	return *out != NULL ? 0 : -1;
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct qmgr *q = arg;
+	char err[CONF_ERRLEN];
+	struct routes *routes;
+	(void)sig;
+	(void)what;
+	struct smalt_conf *conf = q->p->load_conf(err, sizeof(err));
+	if (conf == NULL) {
+		log_error("reload failed, keeping the old settings: %s", err);
+		return;
+	}
+	if (load_routes(conf, &routes, err, sizeof(err)) != 0) {
+		log_error("reload failed, keeping the old settings: %s", err);
+		conf_free(conf);
+		return;
+	}
+	routes_free(q->routes);
+	q->routes = routes;
+	conf_free(q->conf);
+	q->conf = q->p->conf = conf;
+	fill(q);
+}
+
+/* Messages live as long as their jobs: the last one frees it. */
+static void
+free_job(struct qjob *j)
+{
+	struct qmsg *m = j->m;
+	route_argv_free(j->argv);
+	free(j);
+	if (--m->jobs_left == 0) {
+		envelope_free(&m->env);
+		free(m->bounced_now);
+		free(m);
+	}
+}
+
+static void
+free_dest(void *node)
+{
+	struct dest *d = node;
+	struct qjob *j;
+	while ((j = TAILQ_FIRST(&d->ready)) != NULL) {
+		TAILQ_REMOVE(&d->ready, j, link);
+		free_job(j);
+	}
+	free(d->key);
+	free(d);
+}
+
+int
+qmgr_main(struct qmgr_params *p)
+{
+	struct qmgr q = {.p = p, .conf = p->conf};
+	char err[CONF_ERRLEN];
+	log_set_part("qmgr");
+	STAILQ_INIT(&q.backlog);
+	TAILQ_INIT(&q.busy_dests);
+	TAILQ_INIT(&q.running);
+	if (load_routes(q.conf, &q.routes, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return 78;
+	}
+	q.watch_fd = queue_watch_open(p->queue);
+	if (q.watch_fd < 0)
+		fatal("inotify: %s", strerror(errno));
+	q.base = event_base_new();
+	if (q.base == NULL)
+		fatal("event_base_new failed");
+	q.ev_sock =
+	    event_new(q.base, p->agent_sock, EV_READ | EV_PERSIST, on_sock, &q);
+	q.ev_watch =
+	    event_new(q.base, q.watch_fd, EV_READ | EV_PERSIST, on_watch, &q);
+	q.ev_timer = evtimer_new(q.base, on_timer, &q);
+	struct event *ev_term = evsignal_new(q.base, SIGTERM, on_term, &q);
+	struct event *ev_int = evsignal_new(q.base, SIGINT, on_term, &q);
+	struct event *ev_hup = evsignal_new(q.base, SIGHUP, on_hup, &q);
+	event_add(q.ev_sock, NULL);
+	event_add(q.ev_watch, NULL);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
+
+	/* What a stop or crash left: new mail in arrival order, retries by
+	 * their time (a delivery cut off by a crash is simply done again). */
+	queue_scan(p->queue, QDIR_INCOMING, scan_incoming, &q);
+	queue_scan(p->queue, QDIR_DEFERRED, scan_deferred, &q);
+	fill(&q);
+	event_base_dispatch(q.base);
+
+	if (q.nrunning > 0)
+		log_warn("stopping with %u deliveries under way; they are "
+			 "tried again after the restart",
+			 q.nrunning);
+	struct qjob *j;
+	while ((j = TAILQ_FIRST(&q.running)) != NULL) {
+		TAILQ_REMOVE(&q.running, j, link);
+		free_job(j);
+	}
+	tdestroy(q.dests, free_dest);
+	struct backlog_entry *b;
+	while ((b = STAILQ_FIRST(&q.backlog)) != NULL) {
+		STAILQ_REMOVE_HEAD(&q.backlog, link);
+		free(b);
+	}
+	free(q.heap);
+	tdestroy(q.known, free);
+	routes_free(q.routes);
+	event_free(q.ev_sock);
+	event_free(q.ev_watch);
+	event_free(q.ev_timer);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_base_free(q.base);
+	close(q.watch_fd);
+	return 0;
+}
