@@ -287,8 +287,8 @@ agent_main(struct agent_params *p)
 	a.base = event_base_new();
 	if (a.base == NULL)
 		fatal("event_base_new failed");
-	a.ev_sock = event_new(a.base, p->sock, EV_READ | EV_PERSIST, on_sock,
-			      &a);
+	a.ev_sock =
+	    event_new(a.base, p->sock, EV_READ | EV_PERSIST, on_sock, &a);
 	struct event *ev_chld = evsignal_new(a.base, SIGCHLD, on_sigchld, &a);
 	struct event *ev_term = evsignal_new(a.base, SIGTERM, on_term, &a);
 	struct event *ev_int = evsignal_new(a.base, SIGINT, on_term, &a);

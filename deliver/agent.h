@@ -26,7 +26,7 @@
 #include "deliver/routes.h"
 #include "queue/queue.h"
 
-#define AGENT_MSG_MAX (64 * 1024) /* largest datagram either way */
+#define AGENT_MSG_MAX  (64 * 1024) /* largest datagram either way */
 #define AGENT_ARGV_MAX 64
 
 struct agent_request {

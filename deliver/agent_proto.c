@@ -57,9 +57,9 @@ bad:
 	return -1;
 }
 
-static const char *const status_names[] = {
-    [DELIVER_OK] = "ok", [DELIVER_DEFER] = "defer",
-    [DELIVER_BOUNCE] = "bounce"};
+static const char *const status_names[] = {[DELIVER_OK] = "ok",
+					   [DELIVER_DEFER] = "defer",
+					   [DELIVER_BOUNCE] = "bounce"};
 
 int
 agent_result_format(const struct agent_result *res, char *buf, size_t len)

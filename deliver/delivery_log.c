@@ -1,6 +1,5 @@
 #include "deliver/delivery_log.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,27 +53,15 @@ delivery_log(const char *part, const char *id, const char *to,
 	uint64_t start = t->start_us ? t->start_us : sent;
 	if (orig_to != NULL && strcmp(orig_to, to) != 0)
 		snprintf(orig, sizeof(orig), "orig_to=<%s>, ", orig_to);
-	log_info_as(part,
-		    "%s: to=<%s>, %srelay=%s, delay=%s, delays=%s/%s/%s/%s, "
-		    "dsn=%s, status=%s (%s)",
-		    id, to, orig, relay,
-		    delivery_seconds(t->arrival_us, t->end_us, total,
-				     sizeof(total)),
-		    delivery_seconds(t->arrival_us, active, a, sizeof(a)),
-		    delivery_seconds(active, sent, b, sizeof(b)),
-		    delivery_seconds(sent, start, c, sizeof(c)),
-		    delivery_seconds(start, t->end_us, d, sizeof(d)), r->dsn,
-		    status_word(r->status), r->reason);
-}
-
-void
-deliver_result_set(struct deliver_result *r, enum deliver_status status,
-		   const char *dsn, const char *fmt, ...)
-{
-	va_list ap;
-	r->status = status;
-	smalt_strlcpy(r->dsn, dsn, sizeof(r->dsn));
-	va_start(ap, fmt);
-	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
-	va_end(ap);
+	log_info_as(
+	    part,
+	    "%s: to=<%s>, %srelay=%s, delay=%s, delays=%s/%s/%s/%s, "
+	    "dsn=%s, status=%s (%s)",
+	    id, to, orig, relay,
+	    delivery_seconds(t->arrival_us, t->end_us, total, sizeof(total)),
+	    delivery_seconds(t->arrival_us, active, a, sizeof(a)),
+	    delivery_seconds(active, sent, b, sizeof(b)),
+	    delivery_seconds(sent, start, c, sizeof(c)),
+	    delivery_seconds(start, t->end_us, d, sizeof(d)), r->dsn,
+	    status_word(r->status), r->reason);
 }

@@ -24,12 +24,6 @@ void delivery_log(const char *part, const char *id, const char *to,
 		  const struct deliver_result *r);
 
 /* "0.12", "3.4", "57": Postfix's way of writing seconds in delays=. */
-char *delivery_seconds(uint64_t from_us, uint64_t to_us, char *buf,
-		       size_t len);
-
-/* Fills r; reason is printf-formatted. */
-void deliver_result_set(struct deliver_result *r, enum deliver_status status,
-			const char *dsn, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+char *delivery_seconds(uint64_t from_us, uint64_t to_us, char *buf, size_t len);
 
 #endif

@@ -142,8 +142,8 @@ create_spool_mbox(const char *path, uid_t uid, gid_t gid)
 {
 	if (geteuid() != 0 || uid == 0)
 		return;
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		      0600);
+	int fd = open(
+	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return; /* there already, or the writer will say why */
 	if (fchown(fd, uid, gid) != 0) {
@@ -253,8 +253,8 @@ deliver_file(struct job *j, const struct alias_target *t)
 	}
 	run_as(t->uid, t->gid, write_mailbox, &a, &r);
 	if (r.status == DELIVER_OK)
-		snprintf(r.reason, sizeof(r.reason), "delivered to file: %.200s",
-			 t->value);
+		snprintf(r.reason, sizeof(r.reason),
+			 "delivered to file: %.200s", t->value);
 	record(j, j->req->rcpt, "local", &r);
 }
 
@@ -314,10 +314,9 @@ write_forward(void *arg, struct deliver_result *res)
 	if (rc != 0) {
 		int err = queue_msg_error(m);
 		queue_msg_abort(m);
-		deliver_result_set(res, DELIVER_DEFER,
-				   err == ENOSPC ? "4.3.1" : "4.3.0",
-				   "cannot queue a forwarded copy: %s",
-				   strerror(err));
+		deliver_result_set(
+		    res, DELIVER_DEFER, err == ENOSPC ? "4.3.1" : "4.3.0",
+		    "cannot queue a forwarded copy: %s", strerror(err));
 	} else {
 		deliver_result_set(res, DELIVER_OK, "2.0.0", "forwarded as %s",
 				   env.id);

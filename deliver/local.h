@@ -39,7 +39,7 @@ struct local_ctx {
 	const struct alias_db *aliases; /* NULL: none */
 	const struct table *virtuals;	/* NULL: none */
 	struct queue *queue;		/* for forwarded copies */
-	uid_t user_uid;			/* the daemon's user, -1 when not root */
+	uid_t user_uid; /* the daemon's user, -1 when not root */
 	gid_t user_gid;
 };
 

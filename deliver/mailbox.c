@@ -31,22 +31,6 @@ mailbox_set_lock_timeout(unsigned ms)
 
 /* --- results ---------------------------------------------------------- */
 
-static void set_result(struct deliver_result *res, enum deliver_status st,
-		       const char *dsn, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
-set_result(struct deliver_result *res, enum deliver_status st, const char *dsn,
-	   const char *fmt, ...)
-{
-	res->status = st;
-	smalt_strlcpy(res->dsn, dsn, sizeof(res->dsn));
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(res->reason, sizeof(res->reason), fmt, ap);
-	va_end(ap);
-}
-
 /* The one place that decides what an errno means for the sender: see the
  * header for the policy. */
 static void
@@ -57,28 +41,28 @@ fail_errno(struct deliver_result *res, int err, const char *what,
 	case ENOSPC:
 	case EDQUOT:
 	case EFBIG:
-		set_result(res, DELIVER_DEFER, "4.2.2",
-			   "mailbox full: %s %s: %s", what, path,
-			   strerror(err));
+		deliver_result_set(res, DELIVER_DEFER, "4.2.2",
+				   "mailbox full: %s %s: %s", what, path,
+				   strerror(err));
 		return;
 	case ELOOP:
 	case ENOTDIR:
 	case EISDIR:
 	case ENAMETOOLONG:
-		set_result(res, DELIVER_BOUNCE, "5.2.0", "%s %s: %s", what,
-			   path, strerror(err));
+		deliver_result_set(res, DELIVER_BOUNCE, "5.2.0", "%s %s: %s",
+				   what, path, strerror(err));
 		return;
 	case EIO:
 	case ENOMEM:
 	case EMFILE:
 	case ENFILE:
 	case EROFS:
-		set_result(res, DELIVER_DEFER, "4.3.0", "%s %s: %s", what, path,
-			   strerror(err));
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0", "%s %s: %s",
+				   what, path, strerror(err));
 		return;
 	default:
-		set_result(res, DELIVER_DEFER, "4.2.0", "%s %s: %s", what, path,
-			   strerror(err));
+		deliver_result_set(res, DELIVER_DEFER, "4.2.0", "%s %s: %s",
+				   what, path, strerror(err));
 	}
 }
 
@@ -369,13 +353,13 @@ mbox_precheck(const char *path, struct deliver_result *res)
 		return -1;
 	}
 	if (S_ISLNK(st.st_mode)) {
-		set_result(res, DELIVER_BOUNCE, "5.2.0",
-			   "mailbox %s is a symbolic link", path);
+		deliver_result_set(res, DELIVER_BOUNCE, "5.2.0",
+				   "mailbox %s is a symbolic link", path);
 		return -1;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		set_result(res, DELIVER_BOUNCE, "5.2.0",
-			   "mailbox %s is not a regular file", path);
+		deliver_result_set(res, DELIVER_BOUNCE, "5.2.0",
+				   "mailbox %s is not a regular file", path);
 		return -1;
 	}
 	return 0;
@@ -427,10 +411,11 @@ dotlock_acquire(const char *path, long long deadline, char **lockp,
 		if (err == EEXIST && dotlock_stale_removed(lock))
 			continue;
 		if (!pause_until(deadline, &backoff)) {
-			set_result(res, DELIVER_DEFER, "4.2.0",
-				   "mailbox locked: %s is held by another "
-				   "process",
-				   lock);
+			deliver_result_set(
+			    res, DELIVER_DEFER, "4.2.0",
+			    "mailbox locked: %s is held by another "
+			    "process",
+			    lock);
 			free(lock);
 			return -1;
 		}
@@ -469,8 +454,8 @@ mbox_open(const char *path, int *created, struct deliver_result *res)
 			break;
 	}
 	if (errno == ELOOP)
-		set_result(res, DELIVER_BOUNCE, "5.2.0",
-			   "mailbox %s is a symbolic link", path);
+		deliver_result_set(res, DELIVER_BOUNCE, "5.2.0",
+				   "mailbox %s is a symbolic link", path);
 	else
 		fail_errno(res, errno, "cannot open mailbox", path);
 	return -1;
@@ -490,10 +475,11 @@ fcntl_lock(int fd, const char *path, long long deadline,
 			return -1;
 		}
 		if (!pause_until(deadline, &backoff)) {
-			set_result(res, DELIVER_DEFER, "4.2.0",
-				   "mailbox locked: %s is locked (fcntl) by "
-				   "another process",
-				   path);
+			deliver_result_set(
+			    res, DELIVER_DEFER, "4.2.0",
+			    "mailbox locked: %s is locked (fcntl) by "
+			    "another process",
+			    path);
 			return -1;
 		}
 	}
@@ -504,15 +490,15 @@ mbox_check_file(const char *path, const struct stat *st,
 		struct deliver_result *res)
 {
 	if (!S_ISREG(st->st_mode)) {
-		set_result(res, DELIVER_BOUNCE, "5.2.0",
-			   "mailbox %s is not a regular file", path);
+		deliver_result_set(res, DELIVER_BOUNCE, "5.2.0",
+				   "mailbox %s is not a regular file", path);
 		return -1;
 	}
 	/* A hard link planted by someone else would get the mail. */
 	if (st->st_nlink > 1) {
-		set_result(res, DELIVER_BOUNCE, "5.2.0",
-			   "mailbox %s has %lu hard links", path,
-			   (unsigned long)st->st_nlink);
+		deliver_result_set(res, DELIVER_BOUNCE, "5.2.0",
+				   "mailbox %s has %lu hard links", path,
+				   (unsigned long)st->st_nlink);
 		return -1;
 	}
 	return 0;
@@ -548,8 +534,9 @@ mbox_open_locked(const char *path, long long deadline, int *created,
 			return fd;
 		close(fd);
 		if (mono_ms() >= deadline) {
-			set_result(res, DELIVER_DEFER, "4.2.0",
-				   "mailbox %s keeps being replaced", path);
+			deliver_result_set(res, DELIVER_DEFER, "4.2.0",
+					   "mailbox %s keeps being replaced",
+					   path);
 			return -1;
 		}
 	}
@@ -582,8 +569,9 @@ finish_write(struct out *o, int fd, int rerr, const char *write_what,
 	out_flush(o);
 	free(o->buf);
 	if (rerr != 0) {
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "cannot read the message file: %s", strerror(rerr));
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "cannot read the message file: %s",
+				   strerror(rerr));
 		return -1;
 	}
 	if (o->err != 0) {
@@ -677,7 +665,8 @@ mbox_deliver(const char *path, const char *sender, time_t now, int msg_fd,
 			   "cannot sync the folder of mailbox", path);
 		mbox_rollback(fd, path, st.st_size, created, res);
 	} else {
-		set_result(res, DELIVER_OK, "2.0.0", "delivered to mailbox");
+		deliver_result_set(res, DELIVER_OK, "2.0.0",
+				   "delivered to mailbox");
 	}
 	close(fd); /* releases the fcntl lock before the dot-lock */
 	dotlock_release(lock);
@@ -799,8 +788,8 @@ maildir_create(const char *dir, char **tmpp, char **newp,
 		}
 		free(tmp);
 	}
-	set_result(res, DELIVER_DEFER, "4.2.0",
-		   "cannot find a unique name in %s/tmp", dir);
+	deliver_result_set(res, DELIVER_DEFER, "4.2.0",
+			   "cannot find a unique name in %s/tmp", dir);
 	return -1;
 }
 
@@ -861,7 +850,8 @@ maildir_deliver(const char *dir, int msg_fd, const char *headers,
 	if (rc < 0)
 		unlink(tmp);
 	else
-		set_result(res, DELIVER_OK, "2.0.0", "delivered to maildir");
+		deliver_result_set(res, DELIVER_OK, "2.0.0",
+				   "delivered to maildir");
 	free(tmp);
 	free(new);
 }

@@ -28,22 +28,6 @@
 
 /* --- results ---------------------------------------------------------- */
 
-static void set_result(struct deliver_result *res, enum deliver_status st,
-		       const char *dsn, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
-set_result(struct deliver_result *res, enum deliver_status st, const char *dsn,
-	   const char *fmt, ...)
-{
-	res->status = st;
-	smalt_strlcpy(res->dsn, dsn, sizeof(res->dsn));
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(res->reason, sizeof(res->reason), fmt, ap);
-	va_end(ap);
-}
-
 static long long
 mono_ms(void)
 {
@@ -503,7 +487,8 @@ static void
 exit_result(int code, const char *output, struct deliver_result *res)
 {
 	if (code == 0) {
-		set_result(res, DELIVER_OK, "2.0.0", "delivered via command");
+		deliver_result_set(res, DELIVER_OK, "2.0.0",
+				   "delivered via command");
 		return;
 	}
 	const struct sysexit *e = NULL;
@@ -513,13 +498,16 @@ exit_result(int code, const char *output, struct deliver_result *res)
 	enum deliver_status st = e != NULL ? e->status : DELIVER_BOUNCE;
 	const char *dsn = e != NULL ? e->dsn : "5.3.0";
 	if (*output != '\0')
-		set_result(res, st, dsn, "command exited with status %d: %s",
-			   code, output);
+		deliver_result_set(res, st, dsn,
+				   "command exited with status %d: %s", code,
+				   output);
 	else if (e != NULL)
-		set_result(res, st, dsn, "command exited with status %d (%s)",
-			   code, e->text);
+		deliver_result_set(res, st, dsn,
+				   "command exited with status %d (%s)", code,
+				   e->text);
 	else
-		set_result(res, st, dsn, "command exited with status %d", code);
+		deliver_result_set(res, st, dsn,
+				   "command exited with status %d", code);
 }
 
 /* Resource shortages pass; a missing or unrunnable program does not. */
@@ -535,19 +523,19 @@ report_result(const struct child_report *rep, const char *path,
 	      struct deliver_result *res)
 {
 	if (rep->stage == STAGE_SETUP)
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "cannot set up the command %s: %s", path,
-			   strerror(rep->err));
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "cannot set up the command %s: %s", path,
+				   strerror(rep->err));
 	else if (rep->err == ENOENT || rep->err == ENOTDIR)
-		set_result(res, DELIVER_BOUNCE, "5.3.0",
-			   "command not found: %s", path);
+		deliver_result_set(res, DELIVER_BOUNCE, "5.3.0",
+				   "command not found: %s", path);
 	else
-		set_result(res,
-			   exec_error_is_soft(rep->err) ? DELIVER_DEFER
-							: DELIVER_BOUNCE,
-			   exec_error_is_soft(rep->err) ? "4.3.0" : "5.3.0",
-			   "cannot execute command %s: %s", path,
-			   strerror(rep->err));
+		deliver_result_set(
+		    res,
+		    exec_error_is_soft(rep->err) ? DELIVER_DEFER
+						 : DELIVER_BOUNCE,
+		    exec_error_is_soft(rep->err) ? "4.3.0" : "5.3.0",
+		    "cannot execute command %s: %s", path, strerror(rep->err));
 }
 
 static void
@@ -558,24 +546,24 @@ outcome(const struct run *r, const struct launch *l, int have_report,
 	char output[PIPE_REASON_MAX + 4];
 	sanitise(r->out.keep, r->out.len, output, PIPE_REASON_MAX);
 	if (r->feed.err != 0)
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "cannot read the message file: %s",
-			   strerror(r->feed.err));
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "cannot read the message file: %s",
+				   strerror(r->feed.err));
 	else if (r->timed_out)
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "command timed out after %u s", timeout);
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "command timed out after %u s", timeout);
 	else if (have_report)
 		report_result(rep, l->path, res);
 	else if (WIFSIGNALED(r->status))
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "command killed by signal %d%s%s",
-			   WTERMSIG(r->status), *output != '\0' ? ": " : "",
-			   output);
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "command killed by signal %d%s%s",
+				   WTERMSIG(r->status),
+				   *output != '\0' ? ": " : "", output);
 	else if (WIFEXITED(r->status))
 		exit_result(WEXITSTATUS(r->status), output, res);
 	else
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "cannot wait for the command");
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "cannot wait for the command");
 }
 
 /* --- pipe_deliver ------------------------------------------------------- */
@@ -585,21 +573,23 @@ check_request(const struct pipe_request *req, struct deliver_result *res)
 {
 	if ((req->argv == NULL) == (req->shell_command == NULL) ||
 	    (req->argv != NULL && req->argv[0] == NULL)) {
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "internal error: no command, or two");
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "internal error: no command, or two");
 		return -1;
 	}
 	if (req->argv != NULL && req->argv[0][0] != '/') {
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "command %s is not an absolute path", req->argv[0]);
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "command %s is not an absolute path",
+				   req->argv[0]);
 		return -1;
 	}
 	/* SPEC §9: never as root, whatever the configuration says. */
 	if (geteuid() == 0 && (req->uid == 0 || req->gid == 0)) {
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "refusing to run a command as root (uid %lu, gid "
-			   "%lu)",
-			   (unsigned long)req->uid, (unsigned long)req->gid);
+		deliver_result_set(
+		    res, DELIVER_DEFER, "4.3.0",
+		    "refusing to run a command as root (uid %lu, gid "
+		    "%lu)",
+		    (unsigned long)req->uid, (unsigned long)req->gid);
 		return -1;
 	}
 	return 0;
@@ -651,9 +641,9 @@ pipe_deliver(const struct pipe_request *req, struct deliver_result *res)
 		return;
 	int in[2], out[2], rep[2];
 	if (make_pipes(in, out, rep) < 0) {
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "cannot make a pipe for the command: %s",
-			   strerror(errno));
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "cannot make a pipe for the command: %s",
+				   strerror(errno));
 		return;
 	}
 	struct launch l;
@@ -673,8 +663,9 @@ pipe_deliver(const struct pipe_request *req, struct deliver_result *res)
 		close(out[0]);
 		close(rep[0]);
 		launch_free(&l);
-		set_result(res, DELIVER_DEFER, "4.3.0",
-			   "cannot start the command: %s", strerror(fork_err));
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "cannot start the command: %s",
+				   strerror(fork_err));
 		return;
 	}
 	struct run r = {.pid = pid, .pidfd = pidfd_for(pid), .deadline = -1};

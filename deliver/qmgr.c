@@ -70,10 +70,10 @@ struct qmgr {
 	struct event_base *base;
 	struct event *ev_sock, *ev_watch, *ev_timer;
 	int watch_fd;
-	void *known;		/* tsearch set of ids we have in hand */
-	void *dests;		/* tsearch set of struct dest by key */
+	void *known; /* tsearch set of ids we have in hand */
+	void *dests; /* tsearch set of struct dest by key */
 	STAILQ_HEAD(, backlog_entry) backlog; /* incoming/, not yet active */
-	struct waiting *heap;	/* deferred/, by time */
+	struct waiting *heap;		      /* deferred/, by time */
 	size_t nheap, capheap;
 	unsigned nactive, nrunning;
 	struct dest_list busy_dests; /* those with ready jobs */
@@ -258,8 +258,9 @@ send_dsn(struct qmgr *q, struct qmsg *m, enum dsn_kind kind,
 	const char *to = bounce_recipient(&m->env, postmaster);
 	int rc = 0;
 	if (to[0] == '\0') {
-		log_info_as("bounce", "%s: undeliverable double bounce "
-				      "discarded",
+		log_info_as("bounce",
+			    "%s: undeliverable double bounce "
+			    "discarded",
 			    m->env.id);
 		free(postmaster);
 		return 0;
@@ -455,13 +456,12 @@ expire(struct qmgr *q, struct qmsg *m)
 		if (r->state != RCPT_PENDING && r->state != RCPT_DEFERRED)
 			continue;
 		struct deliver_result res;
-		deliver_result_set(&res, DELIVER_BOUNCE, "4.4.7",
-				   "message expired after %u%s in the queue%s%s",
-				   days ? days : q->conf->queue_lifetime,
-				   days ? (days == 1 ? " day" : " days")
-					: " seconds",
-				   r->reason[0] ? "; last reason: " : "",
-				   r->reason);
+		deliver_result_set(
+		    &res, DELIVER_BOUNCE, "4.4.7",
+		    "message expired after %u%s in the queue%s%s",
+		    days ? days : q->conf->queue_lifetime,
+		    days ? (days == 1 ? " day" : " days") : " seconds",
+		    r->reason[0] ? "; last reason: " : "", r->reason);
 		local_result(m, i, "qmgr", &res);
 	}
 }
@@ -493,8 +493,7 @@ activate(struct qmgr *q, enum queue_dir dir, const char *id)
 	m->active_us = now_usec();
 	m->bounced_now = xcalloc(m->env.nrcpt ? m->env.nrcpt : 1, 1);
 	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", id,
-		 m->env.sender, (unsigned long long)m->env.size,
-		 m->env.nrcpt);
+		 m->env.sender, (unsigned long long)m->env.size, m->env.nrcpt);
 	time_t now = time(NULL);
 	if (m->env.attempts > 0 &&
 	    now - m->env.arrival >= (time_t)q->conf->queue_lifetime) {

@@ -19,6 +19,12 @@ struct deliver_result {
 	char reason[256]; /* for the log's status=... (REASON) and bounces */
 };
 
+/* Fills r; the reason is printf-formatted and cut to fit. (Defined in
+ * result.c.) */
+void deliver_result_set(struct deliver_result *r, enum deliver_status status,
+			const char *dsn, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Copies n octets of raw message text from in to out with every CRLF
  * turned into LF, also when the pair is split between two calls: a CR at
  * the end of in is held back in *held_cr (start with 0) and written by
