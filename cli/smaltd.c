@@ -378,8 +378,8 @@ run_smtpd(struct daemon *d, int ready_fd)
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
-	sp.smtpd =
-	    smtpd_new(sp.base, d->conf, d->queue, &d->listeners, err, sizeof(err));
+	sp.smtpd = smtpd_new(sp.base, d->conf, d->queue, &d->listeners, err,
+			     sizeof(err));
 	if (sp.smtpd == NULL) {
 		log_error("%s", err);
 		return EX_CONFIG;
@@ -423,8 +423,7 @@ on_master_signal(int sig)
 	}
 }
 
-static const int master_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD,
-				     SIGALRM};
+static const int master_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGALRM};
 static sigset_t master_blocked, master_orig;
 
 static void
@@ -570,8 +569,8 @@ static void
 log_child_exit(const struct daemon *d, pid_t pid, int st)
 {
 	if (WIFSIGNALED(st))
-		log_error("%s (pid %ld) killed by signal %d", child_name(d, pid),
-			  (long)pid, WTERMSIG(st));
+		log_error("%s (pid %ld) killed by signal %d",
+			  child_name(d, pid), (long)pid, WTERMSIG(st));
 	else if (WEXITSTATUS(st) != 0)
 		log_error("%s (pid %ld) exited with status %d",
 			  child_name(d, pid), (long)pid, WEXITSTATUS(st));
