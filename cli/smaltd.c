@@ -455,6 +455,13 @@ child_signals_reset(void)
 		_exit(1);
 	for (size_t i = 0; i < SMALT_NELEM(master_signals); i++)
 		signal(master_signals[i], SIG_DFL);
+	/* `pkill smaltd` and systemd signal every process, not only the
+	 * master: a child stops when the master tells it to, and a second
+	 * SIGTERM while it finishes must not kill it. Its event loop's
+	 * handlers take over from these and restore them when freed. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	sigprocmask(SIG_SETMASK, &master_orig, NULL);
 }
 

@@ -148,11 +148,14 @@ start_job(struct agent *a, char *buf, size_t len)
 		/* A delivery dies with the agent, as the agent dies with
 		 * the master: the message is then tried again. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		/* The event loop's handlers are the parent's business. */
+		/* The event loop's handlers are the parent's business. A
+		 * delivery under way finishes (the agent waits for it): a
+		 * stop signal sent to every process must not cut an mbox
+		 * write in half. */
 		signal(SIGCHLD, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
 		run_job(a, &req);
 		_exit(0);
 	}
