@@ -185,9 +185,12 @@ on_sock(evutil_socket_t fd, short what, void *arg)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n <= 0) {
-			/* The scheduler went away: finish what runs. */
+			/* The scheduler went away (it stops first): finish
+			 * what runs, within limits. */
 			a->closing = 1;
 			event_del(a->ev_sock);
+			struct timeval tv = {AGENT_DRAIN_SECONDS, 0};
+			event_base_loopexit(a->base, &tv);
 			check_done(a);
 			return;
 		}
@@ -235,19 +238,6 @@ on_sigchld(evutil_socket_t sig, short what, void *arg)
 }
 
 static void
-on_term(evutil_socket_t sig, short what, void *arg)
-{
-	struct agent *a = arg;
-	(void)sig;
-	(void)what;
-	a->closing = 1;
-	event_del(a->ev_sock);
-	check_done(a);
-	struct timeval tv = {AGENT_DRAIN_SECONDS, 0};
-	event_base_loopexit(a->base, &tv);
-}
-
-static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	struct agent *a = arg;
@@ -282,6 +272,11 @@ agent_main(struct agent_params *p)
 	struct agent a = {.p = p};
 	char err[CONF_ERRLEN];
 	log_set_part("deliver");
+	/* It stops when the qmgr closes the socket, after the deliveries
+	 * under way: a stop signal sent to every process of the daemon
+	 * must not cut them short. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	if (load_tables(p->conf, &a.aliases, &a.virtuals, err, sizeof(err)) !=
 	    0) {
 		log_error("%s", err);
@@ -293,13 +288,9 @@ agent_main(struct agent_params *p)
 	a.ev_sock =
 	    event_new(a.base, p->sock, EV_READ | EV_PERSIST, on_sock, &a);
 	struct event *ev_chld = evsignal_new(a.base, SIGCHLD, on_sigchld, &a);
-	struct event *ev_term = evsignal_new(a.base, SIGTERM, on_term, &a);
-	struct event *ev_int = evsignal_new(a.base, SIGINT, on_term, &a);
 	struct event *ev_hup = evsignal_new(a.base, SIGHUP, on_hup, &a);
 	event_add(a.ev_sock, NULL);
 	event_add(ev_chld, NULL);
-	event_add(ev_term, NULL);
-	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
 	event_base_dispatch(a.base);
 	for (struct child *c = a.children; c; c = c->next)
@@ -307,8 +298,6 @@ agent_main(struct agent_params *p)
 			 (long)c->pid);
 	event_free(a.ev_sock);
 	event_free(ev_chld);
-	event_free(ev_term);
-	event_free(ev_int);
 	event_free(ev_hup);
 	event_base_free(a.base);
 	if (a.aliases)

@@ -67,7 +67,8 @@ struct agent_params {
 	struct smalt_conf *(*load_conf)(char *err, size_t errlen);
 };
 
-/* Runs the agent until the socket closes or SIGTERM; then waits (at most
+/* Runs the agent until the qmgr closes the socket (SIGTERM and SIGINT
+ * are ignored: the master stops the qmgr first); then waits (at most
  * AGENT_DRAIN_SECONDS) for deliveries under way. Returns an exit code. */
 #define AGENT_DRAIN_SECONDS 10
 int agent_main(struct agent_params *p);

@@ -15,6 +15,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "deliver/bounce.h"
 #include "deliver/delivery_log.h"
 #include "deliver/mailbox.h"
 #include "deliver/pipe.h"
@@ -25,7 +26,11 @@ struct job {
 	const struct agent_request *req;
 	int msg_fd;
 	char domain[ADDR_DOMAIN_MAX + 1];
-	char *headers; /* Return-Path: and Delivered-To:, LF lines */
+	/* The envelope sender of the target being delivered: the message's,
+	 * or owner-LIST@hostname for members of a list that has an owner. */
+	const char *sender;
+	const char *owner; /* that owner address, NULL when none */
+	char *headers;	   /* Return-Path: and Delivered-To:, LF lines */
 	struct delivery_times t;
 	struct deliver_result sum;
 	int any_defer, any_bounce;
@@ -92,12 +97,20 @@ run_as(uid_t uid, gid_t gid, target_fn fn, void *arg,
 	res->reason[sizeof(res->reason) - 1] = '\0';
 }
 
+static int notify_owner(struct job *j, const char *to,
+			const struct deliver_result *r);
+
 static void
 record(struct job *j, const char *to, const char *relay,
        const struct deliver_result *r)
 {
 	j->t.end_us = now_usec();
 	delivery_log("local", j->req->id, to, j->req->rcpt, relay, &j->t, r);
+	/* A list with an owner: its members' failures are the owner's to
+	 * hear about, not the sender's (sendmail's owner- rule). */
+	if (r->status == DELIVER_BOUNCE && j->owner != NULL &&
+	    notify_owner(j, to, r) == 0)
+		return;
 	if (r->status == DELIVER_DEFER && !j->any_defer) {
 		j->any_defer = 1;
 		j->sum = *r;
@@ -110,6 +123,83 @@ record(struct job *j, const char *to, const char *relay,
 			snprintf(j->sum.reason, sizeof(j->sum.reason),
 				 "%.60s: %.190s", to, r->reason);
 	}
+}
+
+/* -- bounces of list members to the list's owner */
+
+struct owner_arg {
+	struct job *j;
+	const char *to;
+	const struct deliver_result *r;
+};
+
+static void
+write_owner_bounce(void *arg, struct deliver_result *res)
+{
+	struct owner_arg *a = arg;
+	struct job *j = a->j;
+	struct envelope orig, env;
+	envelope_init(&orig);
+	envelope_init(&env);
+	memcpy(orig.id, j->req->id, sizeof(orig.id));
+	orig.arrival = (time_t)(j->req->arrival_us / 1000000);
+	envelope_set(&orig.sender, j->owner);
+	struct bounce_rcpt br = {a->to, a->r->dsn, a->r->reason};
+	struct bounce_params bp = {
+	    .kind = DSN_FAILURE,
+	    .hostname = j->c->conf->hostname,
+	    .to = j->owner,
+	    .env = &orig,
+	    .rcpts = &br,
+	    .nrcpt = 1,
+	    .msg_fd = j->msg_fd,
+	    .now = time(NULL),
+	};
+	envelope_set(&env.sender, "");
+	envelope_set(&env.protocol, "local");
+	envelope_add_rcpt(&env, j->owner);
+	struct queue_msg *m = queue_msg_create(j->c->queue);
+	int rc = m == NULL ? -1 : bounce_write(&bp, bounce_queue_write, m);
+	if (rc == 0)
+		rc = queue_msg_commit(m, &env);
+	if (rc != 0) {
+		deliver_result_set(res, DELIVER_DEFER, "4.3.0",
+				   "cannot queue a bounce to %s: %s", j->owner,
+				   strerror(m ? queue_msg_error(m) : errno));
+		if (m != NULL)
+			queue_msg_abort(m);
+	} else {
+		deliver_result_set(res, DELIVER_OK, "2.0.0", "%s", env.id);
+	}
+	envelope_free(&orig);
+	envelope_free(&env);
+}
+
+/* 0 when the owner will hear of it: then the failure is dealt with. */
+static int
+notify_owner(struct job *j, const char *to, const struct deliver_result *r)
+{
+	struct owner_arg a = {j, to, r};
+	struct deliver_result res;
+	run_as(j->c->user_uid, j->c->user_gid, write_owner_bounce, &a, &res);
+	if (res.status != DELIVER_OK) {
+		log_warn("%s: %s", j->req->id, res.reason);
+		return -1;
+	}
+	log_info_as("bounce", "%s: owner %s non-delivery notification: %s",
+		    j->req->id, j->owner, res.reason);
+	return 0;
+}
+
+/* Return-Path: and Delivered-To: for the current sender. */
+static void
+set_sender(struct job *j, const char *sender, const char *owner)
+{
+	j->sender = sender;
+	j->owner = owner;
+	free(j->headers);
+	j->headers = xasprintf("Return-Path: <%s>\nDelivered-To: %s\n", sender,
+			       j->req->rcpt);
 }
 
 /* -- mailboxes */
@@ -130,8 +220,8 @@ write_mailbox(void *arg, struct deliver_result *res)
 	if (a->maildir)
 		maildir_deliver(a->path, a->j->msg_fd, a->j->headers, res);
 	else
-		mbox_deliver(a->path, a->j->req->sender, time(NULL),
-			     a->j->msg_fd, a->j->headers, res);
+		mbox_deliver(a->path, a->j->sender, time(NULL), a->j->msg_fd,
+			     a->j->headers, res);
 }
 
 /* /var/mail is root's folder (Debian: 2775 root:mail), so a user cannot
@@ -176,9 +266,9 @@ deliver_user(struct job *j, const char *name)
 {
 	const struct local_ctx *c = j->c;
 	char to[ADDR_PATH_MAX + 8];
-	snprintf(to, sizeof(to), "%s@%s", name, j->domain);
-	if (j->domain[0] == '\0')
-		smalt_strlcpy(to, name, sizeof(to));
+	/* Bare "postmaster" (RCPT TO:<Postmaster>) is ours. */
+	snprintf(to, sizeof(to), "%s@%s", name,
+		 j->domain[0] ? j->domain : c->conf->hostname);
 	ascii_lower(to);
 	if (c->virtuals != NULL) {
 		const struct table_entry *e = table_lookup(c->virtuals, to);
@@ -229,7 +319,7 @@ deliver_command(struct job *j, const struct alias_target *t)
 	    .uid = t->uid,
 	    .gid = t->gid,
 	    .timeout = LOCAL_COMMAND_TIMEOUT,
-	    .sender = j->req->sender,
+	    .sender = j->sender,
 	    .recipient = j->req->rcpt,
 	};
 	pipe_deliver(&pr, &r);
@@ -384,6 +474,13 @@ deliver_alias(struct job *j, const struct alias_expansion *e)
 	for (size_t i = 0; i < e->n; i++) {
 		const struct alias_target *t = &e->v[i];
 		struct deliver_result r;
+		char *owner = NULL;
+		/* Never give a bounce a sender: it would bounce back. */
+		if (t->errors_to != NULL && j->req->sender[0] != '\0' &&
+		    t->kind != ALIAS_REMOTE)
+			owner = xasprintf("%s@%s", t->errors_to,
+					  j->c->conf->hostname);
+		set_sender(j, owner ? owner : j->req->sender, owner);
 		switch (t->kind) {
 		case ALIAS_LOCAL:
 			if (t->loop) {
@@ -404,6 +501,8 @@ deliver_alias(struct job *j, const struct alias_expansion *e)
 		case ALIAS_REMOTE:
 			break; /* below, grouped */
 		}
+		set_sender(j, j->req->sender, NULL);
+		free(owner);
 	}
 	forward_remote(j, e);
 }
@@ -460,8 +559,7 @@ local_deliver(const struct local_ctx *ctx, const struct agent_request *req,
 		record(&j, req->rcpt, "local", res);
 		return;
 	}
-	j.headers = xasprintf("Return-Path: <%s>\nDelivered-To: %s\n",
-			      req->sender, req->rcpt);
+	set_sender(&j, req->sender, NULL);
 
 	struct alias_expansion e;
 	char err[512];

@@ -464,3 +464,168 @@ class Checker:
     def finish(self):
         print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
         return 0 if self.failed == 0 and self.passed > 0 else 1
+
+
+# ---------------------------------------------------------------------
+# Helpers added for test_deliver.py (nothing above depends on them).
+
+def _proc_children():
+    """{ppid: [pid, ...]} for every process in /proc."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parens.
+        rest = stat[stat.rfind(")") + 2:].split()
+        if len(rest) < 2:
+            continue
+        kids.setdefault(int(rest[1]), []).append(int(name))
+    return kids
+
+
+def proc_state(pid):
+    """The one-letter state of pid ("R", "S", "T", "Z"...), None when it
+    is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    rest = stat[stat.rfind(")") + 2:].split()
+    return rest[0] if rest else None
+
+
+def descendants(pid):
+    """Every live descendant of pid (children, grandchildren...)."""
+    kids = _proc_children()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in kids.get(p, []):
+            if c not in out:
+                out.append(c)
+                todo.append(c)
+    return out
+
+
+def kill_tree(pid, timeout=10.0):
+    """SIGKILLs pid and all its descendants, wherever they are in their
+    work, so that none survives to reparent or fork meanwhile: first
+    SIGSTOP the whole tree (rescanning until no new process shows up),
+    then SIGKILL every process of it. Returns the pids killed. Processes
+    in other sessions or process groups (setsid children) are found
+    through the parent links all the same."""
+    stopped = []
+
+    def stop(p):
+        try:
+            os.kill(p, signal.SIGSTOP)
+        except ProcessLookupError:
+            return
+        stopped.append(p)
+
+    def all_stopped():
+        return all(proc_state(p) in (None, "T", "t", "Z", "X")
+                   for p in stopped)
+
+    # The tree as it is now, at once (then whatever forked meanwhile).
+    stop(pid)
+    for p in descendants(pid):
+        stop(p)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # A process caught in fork() has its child show up only once it
+        # has stopped: wait for that, then look for new ones.
+        wait_for(all_stopped, 2.0, 0.01)
+        kids = _proc_children()
+        new = [c for p in stopped for c in kids.get(p, [])
+               if c not in stopped]
+        if not new:
+            break
+        for p in new:
+            stop(p)
+    for p in stopped:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_for(lambda: all(proc_state(p) in (None, "Z", "X") for p in stopped),
+             timeout, 0.02)
+    return stopped
+
+
+def daemon_kill_all(d, timeout=10.0):
+    """SIGKILLs a Daemon's master and every process under it (smtpd,
+    qmgr, delivery agent, delivery children, commands) at once, reaps
+    the master and forgets the daemon. Returns the pids killed."""
+    if d.proc is None or d.proc.poll() is not None:
+        return []
+    pids = kill_tree(d.proc.pid, timeout)
+    d.proc.wait()
+    if d in _daemons:
+        _daemons.remove(d)
+    return pids
+
+
+def procs_using(path):
+    """Live processes whose cwd, root, executable or an open descriptor
+    lies under path (zombies hold none)."""
+    path = os.path.realpath(path).rstrip("/") + "/"
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        links = []
+        for ln in ("cwd", "exe"):
+            links.append("/proc/%s/%s" % (name, ln))
+        try:
+            links += ["/proc/%s/fd/%s" % (name, fd)
+                      for fd in os.listdir("/proc/%s/fd" % name)]
+        except OSError:
+            pass
+        for ln in links:
+            try:
+                target = os.readlink(ln)
+            except OSError:
+                continue
+            if (target + "/").startswith(path):
+                out.append(int(name))
+                break
+    return out
+
+
+def daemon_set_conf(d, **changes):
+    """Rewrites a Daemon's config file with some keys changed (a value
+    of None removes the key: the built-in default applies). Takes effect
+    at the next start, or at a reload."""
+    for k, v in changes.items():
+        if v is None:
+            d.conf.pop(k, None)
+        else:
+            d.conf[k] = str(v)
+    with open(d.conf_path, "w") as f:
+        for k, v in d.conf.items():
+            f.write("%s = %s\n" % (k, v))
+    os.chmod(d.conf_path, 0o644)
+
+
+def daemon_start_nowait(d):
+    """Starts a Daemon's smaltd as Daemon.start does, but returns at once
+    without waiting for it to serve (for a test that must act within the
+    first milliseconds, e.g. kill it while it delivers what was queued).
+    The caller waits on the log itself."""
+    d.stopped_by_term = False
+    logf = open(d.log_path, "ab")
+    d.log_offset_at_start = logf.tell()
+    d.proc = subprocess.Popen(
+        [smaltd_path(), "-d", "-f", d.conf_path],
+        stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+        close_fds=True)
+    logf.close()
+    _daemons.append(d)
+    return d
