@@ -18,6 +18,7 @@
 #include "deliver/bounce.h"
 #include "deliver/delivery_log.h"
 #include "deliver/routes.h"
+#include "queue/pickup.h"
 
 struct qmsg;
 
@@ -678,11 +679,41 @@ scan_deferred(struct queue *queue, enum queue_dir dir, const char *id,
 
 /* -- events */
 
+/* sendmail -q: every message waiting for a retry is due now. */
+static void
+flush_queue(struct qmgr *q)
+{
+	/* All equal keys still make a heap. */
+	for (size_t i = 0; i < q->nheap; i++)
+		q->heap[i].when = 0;
+	log_info("queue flush requested");
+}
+
+static void
+pick_up(struct qmgr *q, const char *name)
+{
+	/* Its commit shows up in incoming/ by itself. */
+	if (pickup_file(q->p->queue, q->conf, name) == PICKUP_FLUSH)
+		flush_queue(q);
+}
+
+static int
+scan_maildrop(struct queue *queue, enum queue_dir dir, const char *id,
+	      void *arg)
+{
+	(void)queue;
+	(void)dir;
+	pick_up(arg, id);
+	return 0;
+}
+
 static void
 on_arrival(enum queue_dir dir, const char *id, void *arg)
 {
 	if (dir == QDIR_INCOMING)
 		backlog_add(arg, id);
+	else if (dir == QDIR_MAILDROP)
+		pick_up(arg, id);
 }
 
 static void
@@ -691,8 +722,10 @@ on_watch(evutil_socket_t fd, short what, void *arg)
 	struct qmgr *q = arg;
 	(void)what;
 	if (queue_watch_read(fd, on_arrival, q) != 0) {
-		log_warn("missed queue events: scanning %s/",
-			 queue_dir_name(QDIR_INCOMING));
+		log_warn("missed queue events: scanning %s/ and %s/",
+			 queue_dir_name(QDIR_INCOMING),
+			 queue_dir_name(QDIR_MAILDROP));
+		queue_scan(q->p->queue, QDIR_MAILDROP, scan_maildrop, q);
 		queue_scan(q->p->queue, QDIR_INCOMING, scan_incoming, q);
 	}
 	fill(q);
@@ -854,6 +887,8 @@ qmgr_main(struct qmgr_params *p)
 	 * their time (a delivery cut off by a crash is simply done again). */
 	queue_scan(p->queue, QDIR_INCOMING, scan_incoming, &q);
 	queue_scan(p->queue, QDIR_DEFERRED, scan_deferred, &q);
+	/* Mail that sendmail dropped while the daemon was down. */
+	queue_scan(p->queue, QDIR_MAILDROP, scan_maildrop, &q);
 	fill(&q);
 	event_base_dispatch(q.base);
 

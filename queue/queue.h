@@ -50,6 +50,9 @@ struct queue *queue_open(const char *spool_dir, uid_t owner, gid_t group,
 void queue_close(struct queue *q);
 const char *queue_path(const struct queue *q);
 const char *queue_dir_name(enum queue_dir d);
+/* The open folder, for *at() calls of the parts that own a folder's
+ * files (pickup in maildrop/). */
+int queue_dir_fd(const struct queue *q, enum queue_dir d);
 
 /* Group commit: on by default; off makes every committer fsync the
  * directories itself (kept for the benchmark's comparison). */

@@ -59,6 +59,12 @@ queue_dir_name(enum queue_dir d)
 	return dir_names[d];
 }
 
+int
+queue_dir_fd(const struct queue *q, enum queue_dir d)
+{
+	return q->dirfd[d];
+}
+
 const char *
 queue_path(const struct queue *q)
 {

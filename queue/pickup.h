@@ -1,0 +1,25 @@
+/* pickup: takes a maildrop file into the queue (SPEC §4, §9). Runs in
+ * the daemon as its unprivileged user, on files written by anyone in
+ * group smaltdrop, so nothing in them is believed: the identity is the
+ * file's owner; a sender set by someone who is not root or the daemon's
+ * user (sendmail -f) is kept, as scripts rely on it, but the message
+ * gets an X-Authentication-Warning: header and the log names the uid;
+ * whatever does not parse goes to corrupt/ with a log line. */
+#ifndef SMALT_PICKUP_H
+#define SMALT_PICKUP_H
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+
+enum pickup_result {
+	PICKUP_QUEUED, /* committed into incoming/, maildrop file removed */
+	PICKUP_FLUSH,  /* a request for a queue run, removed */
+	PICKUP_GONE,   /* no such file (taken already) */
+	PICKUP_BAD,    /* moved to corrupt/ */
+	PICKUP_RETRY   /* could not queue it now (disk full...): left */
+};
+
+enum pickup_result pickup_file(struct queue *q, const struct smalt_conf *conf,
+			       const char *name);
+
+#endif
