@@ -95,7 +95,9 @@ int queue_env_write(struct queue *q, enum queue_dir from, enum queue_dir to,
 int queue_env_move(struct queue *q, const char *id, enum queue_dir from,
 		   enum queue_dir to);
 /* Removes a finished message: envelope first (the point of no return),
- * then the message file. */
+ * then the message file. The removal is not fsync'd: after a machine
+ * crash a message may come back and be delivered again (at least
+ * once); a daemon crash cannot undo it. */
 int queue_remove(struct queue *q, enum queue_dir dir, const char *id);
 /* Moves the envelope and message file of id to corrupt/ and logs why. */
 int queue_quarantine(struct queue *q, enum queue_dir dir, const char *id,

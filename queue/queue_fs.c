@@ -517,8 +517,10 @@ queue_remove(struct queue *q, enum queue_dir dir, const char *id)
 {
 	if (unlinkat(q->dirfd[dir], id, 0) != 0)
 		return -1;
-	if (dir_fsync(q, dir) != 0)
-		return -1;
+	/* No folder fsync: a removal lost to a power cut only brings a
+	 * delivered message back to be delivered again (at least once),
+	 * and the fsync would cost every delivery a disk flush in the
+	 * scheduler's loop. Postfix does not sync removals either. */
 	/* An orphaned message file left by a crash here is removed at the
 	 * next start-up. */
 	if (unlinkat(q->dirfd[QDIR_MSG], id, 0) != 0 && errno != ENOENT)
