@@ -193,60 +193,28 @@ maildrop_read(struct queue *q, const char *name, size_t max_size,
 	      struct maildrop_file *md, const char **errstr)
 {
 	struct stat st;
+	size_t len;
 	memset(md, 0, sizeof(*md));
 	*errstr = NULL;
-	/* O_NONBLOCK: a FIFO planted here must not hang the daemon. */
-	int fd = openat(queue_dir_fd(q, QDIR_MAILDROP), name,
-			O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ELOOP || errno == ENXIO) {
-			*errstr = "not a regular file";
-			errno = EINVAL;
-		} else if (errno != ENOENT) {
+	char *data = queue_read_file(q, QDIR_MAILDROP, name, max_size, &len, &st);
+	if (data == NULL) {
+		if (errno == EINVAL)
+			*errstr = "not a regular file, or too big";
+		else if (errno != ENOENT)
 			*errstr = strerror(errno);
-		}
 		return -1;
 	}
-	if (fstat(fd, &st) != 0) {
-		*errstr = strerror(errno);
-		close(fd);
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
-		close(fd);
-		*errstr = "not a regular file with one link";
-		errno = EINVAL;
-		return -1;
-	}
-	if ((uint64_t)st.st_size > max_size) {
-		close(fd);
-		*errstr = "too big";
-		errno = EFBIG;
-		return -1;
-	}
-	size_t len = (size_t)st.st_size;
-	char *data = xmalloc(len + 1);
-	size_t got = 0;
-	while (got < len) {
-		ssize_t r = read(fd, data + got, len - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	close(fd);
-	if (got != len) {
+	/* A second name would let its owner change the file after we
+	 * checked it. */
+	if (st.st_nlink != 1) {
 		free(data);
-		*errstr = "short read";
+		*errstr = "more than one link";
 		errno = EINVAL;
 		return -1;
 	}
-	data[len] = '\0';
 	md->uid = st.st_uid;
 	if (maildrop_parse(data, len, md, errstr) != 0) {
 		free(data);
-		md->data = NULL;
 		return -1;
 	}
 	md->data = data;

@@ -53,6 +53,13 @@ const char *queue_dir_name(enum queue_dir d);
 /* The open folder, for *at() calls of the parts that own a folder's
  * files (pickup in maildrop/). */
 int queue_dir_fd(const struct queue *q, enum queue_dir d);
+/* Reads dir/name whole (NUL-terminated) when it is a regular file of at
+ * most limit octets, not a symbolic link; st gets its stat when not
+ * NULL. NULL with errno: ENOENT, EINVAL for anything else in its place,
+ * or the read error. */
+struct stat;
+char *queue_read_file(struct queue *q, enum queue_dir dir, const char *name,
+		      size_t limit, size_t *lenp, struct stat *st);
 
 /* Group commit: on by default; off makes every committer fsync the
  * directories itself (kept for the benchmark's comparison). */

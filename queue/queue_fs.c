@@ -408,12 +408,18 @@ queue_msg_commit(struct queue_msg *m, struct envelope *env)
 /* Reads a small file whole, refusing links, non-regular files and files
  * over limit: everything in the spool is untrusted once written. */
 static char *
-read_file_at(int dirfd, const char *name, size_t limit, size_t *lenp)
+read_file_at(int dirfd, const char *name, size_t limit, size_t *lenp,
+	     struct stat *stp)
 {
 	int fd =
 	    openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
+	if (fd < 0) {
+		/* A symbolic link (ELOOP) or a FIFO (ENXIO) is a bad file,
+		 * not a missing one. */
+		if (errno == ELOOP || errno == ENXIO)
+			errno = EINVAL;
 		return NULL;
+	}
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
 	    (uint64_t)st.st_size > limit) {
@@ -421,6 +427,8 @@ read_file_at(int dirfd, const char *name, size_t limit, size_t *lenp)
 		errno = EINVAL;
 		return NULL;
 	}
+	if (stp != NULL)
+		*stp = st;
 	size_t len = (size_t)st.st_size, got = 0;
 	char *buf = xmalloc(len + 1);
 	while (got < len) {
@@ -442,6 +450,13 @@ read_file_at(int dirfd, const char *name, size_t limit, size_t *lenp)
 	return buf;
 }
 
+char *
+queue_read_file(struct queue *q, enum queue_dir dir, const char *name,
+		size_t limit, size_t *lenp, struct stat *st)
+{
+	return read_file_at(q->dirfd[dir], name, limit, lenp, st);
+}
+
 int
 queue_env_read(struct queue *q, enum queue_dir dir, const char *id,
 	       struct envelope *env, const char **errstr)
@@ -455,7 +470,7 @@ queue_env_read(struct queue *q, enum queue_dir dir, const char *id,
 		errno = EINVAL;
 		return -1;
 	}
-	char *text = read_file_at(q->dirfd[dir], id, ENVELOPE_MAXSIZE, &len);
+	char *text = read_file_at(q->dirfd[dir], id, ENVELOPE_MAXSIZE, &len, NULL);
 	if (text == NULL) {
 		*errstr = errno == EINVAL ? "not a regular file of sane size"
 					  : strerror(errno);

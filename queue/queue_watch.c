@@ -43,22 +43,19 @@ queue_watch_open(struct queue *q)
 	return fd;
 }
 
+static void
+count_one(enum queue_dir dir, const char *id, void *arg)
+{
+	(void)dir;
+	(void)id;
+	(*(int *)arg)++;
+}
+
 int
 queue_watch_drain(int fd)
 {
-	char buf[8192]
-	    __attribute__((aligned(__alignof__(struct inotify_event))));
 	int events = 0;
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-		if (n <= 0)
-			break;
-		for (char *p = buf; p < buf + n;) {
-			struct inotify_event *ev = (struct inotify_event *)p;
-			events++;
-			p += sizeof(*ev) + ev->len;
-		}
-	}
+	queue_watch_read(fd, count_one, &events);
 	return events;
 }
 
