@@ -76,16 +76,17 @@ mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Sleeps a little longer each time (20 ms up to 500 ms) so that a lock
+/* Sleeps a little longer each time (2 ms up to 500 ms) so that a lock
  * released at once is taken at once and a long wait costs few wake-ups.
- * 0 when the deadline has passed. */
+ * The usual holder is another delivery of ours, done in a few ms. 0
+ * when the deadline has passed. */
 static int
 pause_until(long long deadline, unsigned *backoff)
 {
 	long long left = deadline - mono_ms();
 	if (left <= 0)
 		return 0;
-	*backoff = *backoff == 0 ? 20 : *backoff * 2;
+	*backoff = *backoff == 0 ? 2 : *backoff * 2;
 	if (*backoff > 500)
 		*backoff = 500;
 	long long ms = left < *backoff ? left : *backoff;
