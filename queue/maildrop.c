@@ -52,9 +52,8 @@ write_file(const char *spool_dir, const char *head, size_t head_len,
 	}
 	snprintf(tmp, sizeof(tmp), "t.%ld.%llx", (long)getpid(),
 		 (unsigned long long)now_usec());
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-				  O_CLOEXEC,
-		    0644);
+	fd = openat(dfd, tmp,
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		fail(err, errlen, "cannot create a file in", dir);
 		goto out;
@@ -114,8 +113,8 @@ maildrop_request(const char *spool_dir, const char *request, char *err,
 {
 	char id[QUEUE_ID_LEN + 1];
 	char *head = xasprintf("%srequest\t%s\n", MAILDROP_MAGIC, request);
-	int rc = write_file(spool_dir, head, strlen(head), "", 0, id, err,
-			    errlen);
+	int rc =
+	    write_file(spool_dir, head, strlen(head), "", 0, id, err, errlen);
 	free(head);
 	return rc;
 }
@@ -196,7 +195,8 @@ maildrop_read(struct queue *q, const char *name, size_t max_size,
 	size_t len;
 	memset(md, 0, sizeof(*md));
 	*errstr = NULL;
-	char *data = queue_read_file(q, QDIR_MAILDROP, name, max_size, &len, &st);
+	char *data =
+	    queue_read_file(q, QDIR_MAILDROP, name, max_size, &len, &st);
 	if (data == NULL) {
 		if (errno == EINVAL)
 			*errstr = "not a regular file, or too big";

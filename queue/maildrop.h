@@ -42,7 +42,7 @@ int maildrop_request(const char *spool_dir, const char *request, char *err,
 
 /* The daemon's side: one file, whole. */
 struct maildrop_file {
-	uid_t uid; /* the file's owner */
+	uid_t uid;     /* the file's owner */
 	char *request; /* a request file: its word; else NULL */
 	struct envelope env;
 	char *data; /* the whole file; msg points into it */

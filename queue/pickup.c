@@ -38,8 +38,8 @@ check_envelope(const struct envelope *env)
 
 /* Trace fields the daemon vouches for, not sendmail. */
 static void
-trace_headers(struct strbuf *b, const struct smalt_conf *conf,
-	      const char *id, uid_t uid, const char *sender)
+trace_headers(struct strbuf *b, const struct smalt_conf *conf, const char *id,
+	      uid_t uid, const char *sender)
 {
 	char date[64];
 	char login[64];
@@ -48,9 +48,10 @@ trace_headers(struct strbuf *b, const struct smalt_conf *conf,
 		smalt_strlcpy(login, pw->pw_name, sizeof(login));
 	else
 		snprintf(login, sizeof(login), "uid%lu", (unsigned long)uid);
-	strbuf_addf(b, "Received: by %s (smalt, from userid %lu)\r\n\tid %s; %s\r\n",
-		    conf->hostname, (unsigned long)uid, id,
-		    rfc5322_date(time(NULL), date, sizeof(date)));
+	strbuf_addf(
+	    b, "Received: by %s (smalt, from userid %lu)\r\n\tid %s; %s\r\n",
+	    conf->hostname, (unsigned long)uid, id,
+	    rfc5322_date(time(NULL), date, sizeof(date)));
 	int trusted = uid == 0 || uid == geteuid();
 	char *own = xasprintf("%s@%s", login, conf->hostname);
 	if (!trusted && sender[0] != '\0' && ascii_strcasecmp(sender, own) != 0)

@@ -470,7 +470,8 @@ queue_env_read(struct queue *q, enum queue_dir dir, const char *id,
 		errno = EINVAL;
 		return -1;
 	}
-	char *text = read_file_at(q->dirfd[dir], id, ENVELOPE_MAXSIZE, &len, NULL);
+	char *text =
+	    read_file_at(q->dirfd[dir], id, ENVELOPE_MAXSIZE, &len, NULL);
 	if (text == NULL) {
 		*errstr = errno == EINVAL ? "not a regular file of sane size"
 					  : strerror(errno);

@@ -18,6 +18,10 @@ for page in "$SMALT_SRC"/docs/*.[0-9]; do
 	section=${name##*.}
 	check "man page $name installed" cmp -s "$page" "$P/share/man/man$section/$name"
 done
+if [ "$(id -u)" -eq 0 ] && getent group smaltdrop >/dev/null; then
+	check "sendmail is setgid smaltdrop" [ "$(stat -c '%G %a' "$P/sbin/sendmail")" = "smaltdrop 2755" ]
+	check "sendmail is not setuid" [ ! -u "$P/sbin/sendmail" ]
+fi
 "$P/sbin/smaltd" -n -f /dev/null >"$T/n.out" 2>&1
 check "the installed smaltd runs" grep -q "^spool_dir = /var/spool/smalt$" "$T/n.out"
 finish
