@@ -3,7 +3,13 @@
  * spool_dir/maildrop/, which works whether or not smaltd runs; the
  * daemon takes the file from there (inotify, or its start-up scan) and
  * treats it as untrusted input. */
+#include <dirent.h>
 #include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
@@ -25,7 +31,9 @@
 #include "queue/envelope.h"
 #include "queue/maildrop.h"
 #include "queue/queue.h"
+#include "smtpd/listener.h"
 #include "smtpd/policy.h"
+#include "smtpd/smtpd.h"
 
 enum mode { MODE_DELIVER, MODE_PRINT, MODE_ALIASES, MODE_FLUSH, MODE_SMTP };
 
@@ -490,6 +498,202 @@ rebuild_aliases(const struct smalt_conf *conf)
 	return EX_OK;
 }
 
+/* -- -bs: SMTP on standard input and output
+ *
+ * The same server as smtpd's, on one end of a socket pair, with a
+ * private queue in a temporary folder; each message it commits there is
+ * handed on to maildrop/ before the client hears 250. Two threads copy
+ * between the socket and stdin/stdout, which may be pipes, files or a
+ * terminal. */
+
+struct bs {
+	const struct smalt_conf *conf;
+	struct queue *pq;
+	int sock;	    /* our end of the pair */
+	int done_pipe[2];   /* the output thread says the session ended */
+	pthread_mutex_t mu; /* the input waits for the greeting */
+	pthread_cond_t cv;
+	int greeted;
+};
+
+static int
+bs_commit_hook(const char *id, void *arg)
+{
+	struct bs *b = arg;
+	struct envelope env;
+	const char *errstr;
+	char err[256], newid[QUEUE_ID_LEN + 1];
+	if (queue_env_read(b->pq, QDIR_INCOMING, id, &env, &errstr) != 0)
+		return -1;
+	int fd = queue_msg_open(b->pq, id);
+	char *data = fd >= 0 ? xmalloc(env.size + 1) : NULL;
+	size_t got = 0;
+	while (fd >= 0 && got < env.size) {
+		ssize_t r = pread(fd, data + got, env.size - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	if (fd >= 0)
+		close(fd);
+	int rc = -1;
+	if (data != NULL && got == env.size)
+		rc = maildrop_write(b->conf->spool_dir, &env, data, got, newid,
+				    err, sizeof(err));
+	else
+		errno = EIO;
+	int saved = errno;
+	free(data);
+	envelope_free(&env);
+	queue_remove(b->pq, QDIR_INCOMING, id);
+	errno = saved;
+	return rc;
+}
+
+static void *
+bs_output(void *arg)
+{
+	struct bs *b = arg;
+	char buf[16384];
+	for (;;) {
+		ssize_t n = read(b->sock, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (write_all(1, buf, (size_t)n) != 0)
+			break;
+		pthread_mutex_lock(&b->mu);
+		if (!b->greeted && memchr(buf, '\n', (size_t)n) != NULL) {
+			b->greeted = 1;
+			pthread_cond_signal(&b->cv);
+		}
+		pthread_mutex_unlock(&b->mu);
+	}
+	pthread_mutex_lock(&b->mu);
+	b->greeted = 1; /* the input thread must not wait for ever */
+	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+	char c = 0;
+	if (write(b->done_pipe[1], &c, 1) != 1) {
+		/* the loop's timeout ends it anyway */
+	}
+	return NULL;
+}
+
+static void *
+bs_input(void *arg)
+{
+	struct bs *b = arg;
+	char buf[16384];
+	/* A client that talks before the greeting is refused as an early
+	 * talker; a script piping its whole dialogue must not be. */
+	pthread_mutex_lock(&b->mu);
+	while (!b->greeted)
+		pthread_cond_wait(&b->cv, &b->mu);
+	pthread_mutex_unlock(&b->mu);
+	for (;;) {
+		ssize_t n = read(0, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (write_all(b->sock, buf, (size_t)n) != 0)
+			break;
+	}
+	shutdown(b->sock, SHUT_WR);
+	return NULL;
+}
+
+static void
+on_bs_done(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopexit(arg, NULL);
+}
+
+static void
+remove_private_queue(const char *dir)
+{
+	static const char *const sub[] = {"tmp",      "msg",  "incoming",
+					  "deferred", "hold", "corrupt",
+					  "maildrop"};
+	for (size_t i = 0; i < SMALT_NELEM(sub); i++) {
+		char *path = xasprintf("%s/%s", dir, sub[i]);
+		DIR *d = opendir(path);
+		struct dirent *e;
+		while (d != NULL && (e = readdir(d)) != NULL)
+			if (e->d_name[0] != '.')
+				unlinkat(dirfd(d), e->d_name, 0);
+		if (d != NULL)
+			closedir(d);
+		rmdir(path);
+		free(path);
+	}
+	rmdir(dir);
+}
+
+static int
+smtp_on_stdio(struct smalt_conf *conf)
+{
+	char err[CONF_ERRLEN];
+	struct bs b = {.conf = conf};
+	log_init(LOG_DEST_NONE, conf->hostname);
+	signal(SIGPIPE, SIG_IGN);
+	prepare_spool(conf);
+	const char *tmpdir = getenv("TMPDIR");
+	char *dir = xasprintf("%s/smalt-bs.XXXXXX",
+			      tmpdir && *tmpdir ? tmpdir : "/tmp");
+	if (mkdtemp(dir) == NULL)
+		die(EX_TEMPFAIL, "cannot make a folder for -bs: %s",
+		    strerror(errno));
+	b.pq = queue_open(dir, (uid_t)-1, (gid_t)-1, err, sizeof(err));
+	if (b.pq == NULL) {
+		remove_private_queue(dir);
+		die(EX_TEMPFAIL, "-bs: %s", err);
+	}
+	conf->smtpd_greet_pause = 0;
+	struct event_base *base = event_base_new();
+	struct listeners none = {0};
+	struct smtpd *sd =
+	    base ? smtpd_new(base, conf, b.pq, &none, err, sizeof(err)) : NULL;
+	int sv[2];
+	if (sd == NULL || pipe2(b.done_pipe, O_CLOEXEC) != 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		remove_private_queue(dir);
+		die(EX_TEMPFAIL, "-bs: %s", sd ? strerror(errno) : err);
+	}
+	smtpd_set_commit_hook(sd, bs_commit_hook, &b);
+	b.sock = sv[1];
+	pthread_mutex_init(&b.mu, NULL);
+	pthread_cond_init(&b.cv, NULL);
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	evutil_make_socket_nonblocking(sv[0]);
+	smtpd_serve_fd(sd, sv[0], (struct sockaddr *)&sin, sizeof(sin));
+	struct event *ev =
+	    event_new(base, b.done_pipe[0], EV_READ, on_bs_done, base);
+	event_add(ev, NULL);
+	pthread_t tin, tout;
+	pthread_create(&tout, NULL, bs_output, &b);
+	pthread_create(&tin, NULL, bs_input, &b);
+	event_base_dispatch(base);
+	pthread_join(tout, NULL);
+	/* The input thread may sit in read(0) on a terminal: the session
+	 * is over, so is the process. */
+	pthread_detach(tin);
+	event_free(ev);
+	smtpd_free(sd);
+	event_base_free(base);
+	queue_close(b.pq);
+	remove_private_queue(dir);
+	free(dir);
+	return EX_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -519,7 +723,8 @@ main(int argc, char **argv)
 		rc = EX_OK;
 		break;
 	case MODE_SMTP:
-		die(EX_UNAVAILABLE, "-bs is not available in this version");
+		rc = smtp_on_stdio(conf);
+		break;
 	default:
 		rc = deliver(&o, conf);
 		break;

@@ -26,6 +26,8 @@ struct smtpd {
 	struct event *commit_ev;
 	struct policy policy;
 	struct dns *dns;
+	smtpd_commit_hook commit_hook; /* sendmail -bs: on to maildrop */
+	void *commit_hook_arg;
 	struct evconnlistener **levs;
 	void *accept_ctxs; /* one per listener: the server and its kind */
 	size_t nlevs;

@@ -70,6 +70,23 @@ refuse(struct smtpd *sd, int fd, const char *why)
 	sd->stats.rejected++;
 }
 
+/* Counts the session against its address and starts it. */
+static void
+count_and_start(struct smtpd *sd, int fd, struct sockaddr *sa, socklen_t salen,
+		const struct sockaddr_storage *key, enum listener_kind kind)
+{
+	struct ip_count *c = ip_find(sd, key);
+	if (c == NULL) {
+		sd->ipcounts = xrealloc(
+		    sd->ipcounts, (sd->nipcounts + 1) * sizeof(*sd->ipcounts));
+		c = &sd->ipcounts[sd->nipcounts++];
+		c->addr = *key;
+		c->n = 0;
+	}
+	c->n++;
+	smtp_session_start(sd, fd, sa, salen, key, kind);
+}
+
 struct accept_ctx {
 	struct smtpd *sd;
 	enum listener_kind kind;
@@ -99,15 +116,24 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 		refuse(sd, fd, "too many connections from your address");
 		return;
 	}
-	if (c == NULL) {
-		sd->ipcounts = xrealloc(
-		    sd->ipcounts, (sd->nipcounts + 1) * sizeof(*sd->ipcounts));
-		c = &sd->ipcounts[sd->nipcounts++];
-		c->addr = key;
-		c->n = 0;
-	}
-	c->n++;
-	smtp_session_start(sd, fd, sa, (socklen_t)salen, &key, ctx->kind);
+	count_and_start(sd, fd, sa, (socklen_t)salen, &key, ctx->kind);
+}
+
+void
+smtpd_serve_fd(struct smtpd *sd, int fd, const struct sockaddr *sa,
+	       socklen_t salen)
+{
+	struct sockaddr_storage key;
+	ip_key((struct sockaddr *)sa, &key);
+	count_and_start(sd, fd, (struct sockaddr *)sa, salen, &key,
+			LISTENER_SMTP);
+}
+
+void
+smtpd_set_commit_hook(struct smtpd *sd, smtpd_commit_hook fn, void *arg)
+{
+	sd->commit_hook = fn;
+	sd->commit_hook_arg = arg;
 }
 
 static void
@@ -142,8 +168,15 @@ on_commit_results(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	while ((n = queue_committer_results(sd->committer, r, 64)) > 0)
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
+			if (r[i].ok && sd->commit_hook != NULL &&
+			    sd->commit_hook(r[i].id, sd->commit_hook_arg) !=
+				0) {
+				r[i].ok = 0;
+				r[i].error = errno ? errno : EIO;
+			}
 			smtp_session_committed(r[i].token, &r[i]);
+		}
 }
 
 /* conf's resolver list in c-ares' CSV form; "" for resolv.conf. */

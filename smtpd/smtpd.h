@@ -34,4 +34,16 @@ void smtpd_drain(struct smtpd *sd, void (*done)(void *), void *arg);
 void smtpd_free(struct smtpd *sd);
 const struct smtpd_stats *smtpd_stats(const struct smtpd *sd);
 
+/* sendmail -bs runs this same server on a socket of its own, with a
+ * private queue whose commits it hands on to maildrop/. */
+/* Serves one session on fd (a connected stream socket) as if a plain
+ * listener had accepted it from sa. */
+void smtpd_serve_fd(struct smtpd *sd, int fd, const struct sockaddr *sa,
+		    socklen_t salen);
+/* Runs fn(id, arg) on the loop after each successful commit, before the
+ * client is told; non-zero (errno set) turns the commit into a failure
+ * (451/452 to the client). */
+typedef int (*smtpd_commit_hook)(const char *id, void *arg);
+void smtpd_set_commit_hook(struct smtpd *sd, smtpd_commit_hook fn, void *arg);
+
 #endif
