@@ -795,8 +795,16 @@ inject_prepare(const char *in, size_t len, const struct inject_opts *o,
 	struct lines it = {in, in + len, o->dot_ends};
 	const char *s;
 	size_t n;
-	int in_headers = 1;
+	int in_headers = 1, first = 1;
 	while (next_line(&it, &s, &n)) {
+		/* An mbox "From " envelope line in front (git format-patch,
+		 * a saved message) is not a header: drop it, as Postfix's
+		 * sendmail does, so the real headers are read. */
+		if (first && n >= 5 && memcmp(s, "From ", 5) == 0) {
+			first = 0;
+			continue;
+		}
+		first = 0;
 		if (in_headers) {
 			in_headers = header_line(&st, s, n);
 		} else {

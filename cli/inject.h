@@ -7,6 +7,8 @@
  *     LF is kept as it is, except as the input's very last octet, where
  *     it is taken for a CRLF cut short. A last line without a line end
  *     gets its CRLF;
+ *   - a first line starting "From " (an mbox envelope line, as git
+ *     format-patch writes) is dropped, as Postfix's sendmail does;
  *   - without -i/-oi a line holding only "." ends the input (what comes
  *     after is ignored); with them it is an ordinary line;
  *   - the header section is the lines up to the first empty line; a line
@@ -15,8 +17,8 @@
  *     accepted too) nor a continuation (starts with space or tab) ends it:
  *     an empty line is inserted there, as Postfix does. So does a
  *     continuation line with no field before it, and a "From " line
- *     (it is kept, in the body). Input that ends inside the header
- *     section (no empty line, or no input at all) gets its empty line;
+ *     after the first (it is kept, in the body). Input that ends inside the
+ * header section (no empty line, or no input at all) gets its empty line;
  *   - with -t, recipients come from To:, Cc: and Bcc: or, when any
  *     Resent-* field is present, from Resent-To:, Resent-Cc: and
  *     Resent-Bcc: only; address lists per RFC 5322: folded fields,

@@ -355,6 +355,8 @@ deliver(const struct options *o, const struct smalt_conf *conf)
 	/* A well-formed envelope needs an id; the daemon gives the
 	 * message its own when it takes it up. */
 	queue_id_new(env.id);
+	env.arrival = time(NULL);
+	env.size = out.len;
 	envelope_set(&env.sender, sender);
 	char **all = xcalloc(o->nrcpt + out.nrcpt + 1, sizeof(char *));
 	size_t n = 0;
@@ -398,14 +400,44 @@ struct listing {
 	unsigned long long bytes;
 };
 
+static void print_envelope(struct listing *l, const struct envelope *e,
+			   char status);
+
 static int
 print_one(struct queue *q, enum queue_dir dir, const char *id, void *arg)
 {
-	struct listing *l = arg;
 	struct envelope env;
 	const char *errstr;
 	if (queue_env_read(q, dir, id, &env, &errstr) != 0)
 		return 0; /* delivered meanwhile, or corrupt */
+	print_envelope(arg, &env, dir == QDIR_HOLD ? '!' : ' ');
+	envelope_free(&env);
+	return 0;
+}
+
+/* Mail that sendmail dropped and the daemon has not taken yet (it is
+ * down): only root and the daemon's user may read maildrop/. */
+static int
+print_dropped(struct queue *q, enum queue_dir dir, const char *id, void *arg)
+{
+	struct maildrop_file md;
+	const char *errstr;
+	(void)dir;
+	if (maildrop_read(q, id, (size_t)1 << 40, &md, &errstr) != 0)
+		return 0;
+	if (md.request == NULL) {
+		memcpy(md.env.id, id, sizeof(md.env.id));
+		md.env.size = md.msg_len;
+		print_envelope(arg, &md.env, ' ');
+	}
+	maildrop_file_free(&md);
+	return 0;
+}
+
+static void
+print_envelope(struct listing *l, const struct envelope *e, char status)
+{
+	const struct envelope env = *e;
 	char date[32];
 	struct tm tm;
 	if (l->count == 0)
@@ -413,8 +445,8 @@ print_one(struct queue *q, enum queue_dir dir, const char *id, void *arg)
 		       "-Sender/Recipient-------\n");
 	localtime_r(&env.arrival, &tm);
 	strftime(date, sizeof(date), "%a %b %e %H:%M:%S", &tm);
-	printf("%-10s%c %8llu %20.20s  %s\n", env.id,
-	       dir == QDIR_HOLD ? '!' : ' ', (unsigned long long)env.size, date,
+	printf("%-10s%c %8llu %.19s  %s\n", env.id, status,
+	       (unsigned long long)env.size, date,
 	       env.sender[0] ? env.sender : "MAILER-DAEMON");
 	for (size_t i = 0; i < env.nrcpt; i++) {
 		struct env_rcpt *r = &env.rcpt[i];
@@ -427,8 +459,6 @@ print_one(struct queue *q, enum queue_dir dir, const char *id, void *arg)
 	printf("\n");
 	l->count++;
 	l->bytes += env.size;
-	envelope_free(&env);
-	return 0;
 }
 
 static int
@@ -438,20 +468,23 @@ print_queue(const struct smalt_conf *conf)
 	struct listing l = {0};
 	log_init(LOG_DEST_NONE, conf->hostname);
 	struct queue *q =
-	    queue_open(conf->spool_dir, (uid_t)-1, (gid_t)-1, err, sizeof(err));
+	    queue_open_readonly(conf->spool_dir, err, sizeof(err));
 	if (q == NULL)
-		die(EX_TEMPFAIL, "cannot read the queue: %s", err);
+		die(errno == EACCES ? EX_NOPERM : EX_TEMPFAIL,
+		    "cannot read the queue: %s", err);
 	static const enum queue_dir dirs[] = {QDIR_INCOMING, QDIR_DEFERRED,
 					      QDIR_HOLD};
 	for (size_t i = 0; i < SMALT_NELEM(dirs); i++) {
 		long n = queue_scan(q, dirs[i], print_one, &l);
 		if (n < 0)
 			die(EX_NOPERM,
-			    "cannot read the queue in %s: %s (mailq reads "
-			    "the spool itself: run it as root or as the "
-			    "daemon's user)",
+			    "cannot read the queue in %s: %s (mailq needs "
+			    "root, the daemon's user, or the group smaltdrop "
+			    "that an installed sendmail has)",
 			    conf->spool_dir, strerror(errno));
 	}
+	/* Not readable through the smaltdrop group: then it is skipped. */
+	queue_scan(q, QDIR_MAILDROP, print_dropped, &l);
 	queue_close(q);
 	if (l.count == 0)
 		printf("Mail queue is empty\n");
@@ -539,11 +572,22 @@ bs_commit_hook(const char *id, void *arg)
 	if (fd >= 0)
 		close(fd);
 	int rc = -1;
-	if (data != NULL && got == env.size)
-		rc = maildrop_write(b->conf->spool_dir, &env, data, got, newid,
-				    err, sizeof(err));
+	struct inject_out out;
+	memset(&out, 0, sizeof(out));
+	/* The headers a local submission gets, as with -bm. */
+	struct inject_opts io = {
+	    .dot_ends = 0,
+	    .from_addr = env.sender,
+	    .hostname = b->conf->hostname,
+	    .now = time(NULL),
+	};
+	if (data != NULL && got == env.size &&
+	    inject_prepare(data, got, &io, &out, err, sizeof(err)) == 0)
+		rc = maildrop_write(b->conf->spool_dir, &env, out.data, out.len,
+				    newid, err, sizeof(err));
 	else
 		errno = EIO;
+	inject_out_free(&out);
 	int saved = errno;
 	free(data);
 	envelope_free(&env);

@@ -43,10 +43,17 @@ struct queue_msg;
 
 /* Opens the spool, creating it and its folders with safe modes when
  * missing (0700, maildrop 1730). owner/group: when not -1 the folders are
- * chowned to them (root start-up for the unprivileged user). NULL with
- * errno and a message in err on failure. */
+ * chowned to them (root start-up for the unprivileged user); with a
+ * group, maildrop/ is writable by it (1730) and tmp/ (2700), incoming/,
+ * deferred/ and hold/ (2750) give it read access to the envelopes
+ * (0640), for mailq; msg/ and corrupt/ stay 0700. NULL with errno and a
+ * message in err on failure. */
 struct queue *queue_open(const char *spool_dir, uid_t owner, gid_t group,
 			 char *err, size_t errlen);
+/* Opens an existing spool to read it (mailq): creates and changes
+ * nothing; folders the caller may not read are held with O_PATH. */
+struct queue *queue_open_readonly(const char *spool_dir, char *err,
+				  size_t errlen);
 void queue_close(struct queue *q);
 const char *queue_path(const struct queue *q);
 const char *queue_dir_name(enum queue_dir d);

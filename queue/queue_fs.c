@@ -37,6 +37,7 @@ struct dirsync {
 
 struct queue {
 	char *path;
+	mode_t env_mode; /* 0640 when a drop group may list the queue */
 	int dirfd[QDIR_COUNT];
 	struct dirsync sync[QDIR_COUNT];
 	int group_commit;
@@ -133,6 +134,61 @@ make_dir(const char *path, mode_t mode, uid_t owner, gid_t group)
 	return chmod(path, mode);
 }
 
+/* With a drop group (a root start), that group may also read the
+ * envelopes (not the messages): it is how mailq, setgid smaltdrop,
+ * lists the queue for any user, as Postfix's mailq does. tmp/ and the
+ * state folders are setgid so that envelopes get the group. */
+static mode_t
+dir_mode(int d, int with_group)
+{
+	switch (d) {
+	case QDIR_MAILDROP:
+		return 01730;
+	case QDIR_TMP:
+		return with_group ? 02700 : 0700;
+	case QDIR_INCOMING:
+	case QDIR_DEFERRED:
+	case QDIR_HOLD:
+		return with_group ? 02750 : 0700;
+	default:
+		return 0700;
+	}
+}
+
+struct queue *
+queue_open_readonly(const char *spool_dir, char *err, size_t errlen)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+	q->path = xstrdup(spool_dir);
+	q->group_commit = 1;
+	for (int d = 0; d < QDIR_COUNT; d++) {
+		pthread_mutex_init(&q->sync[d].mu, NULL);
+		pthread_cond_init(&q->sync[d].cv, NULL);
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", spool_dir, dir_names[d]);
+		/* O_PATH where we may not read (msg/, maildrop/). */
+		q->dirfd[d] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		/* Only where nothing is listed: a state folder we may not
+		 * read is an error, not an empty queue. */
+		if (q->dirfd[d] < 0 && errno == EACCES &&
+		    (d == QDIR_MSG || d == QDIR_MAILDROP || d == QDIR_TMP ||
+		     d == QDIR_CORRUPT))
+			q->dirfd[d] =
+			    open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (q->dirfd[d] < 0) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			for (int k = d + 1; k < QDIR_COUNT; k++) {
+				q->dirfd[k] = -1;
+				pthread_mutex_init(&q->sync[k].mu, NULL);
+				pthread_cond_init(&q->sync[k].cv, NULL);
+			}
+			queue_close(q);
+			return NULL;
+		}
+	}
+	return q;
+}
+
 struct queue *
 queue_open(const char *spool_dir, uid_t owner, gid_t group, char *err,
 	   size_t errlen)
@@ -149,12 +205,14 @@ queue_open(const char *spool_dir, uid_t owner, gid_t group, char *err,
 		snprintf(err, errlen, "%s: %s", spool_dir, strerror(errno));
 		goto fail;
 	}
+	q->env_mode = group != (gid_t)-1 ? 0640 : 0600;
 	for (int d = 0; d < QDIR_COUNT; d++) {
 		char path[4096];
-		mode_t mode = d == QDIR_MAILDROP ? 01730 : 0700;
+		mode_t mode = dir_mode(d, group != (gid_t)-1);
 		snprintf(path, sizeof(path), "%s/%s", spool_dir, dir_names[d]);
 		if (make_dir(path, mode, owner,
-			     d == QDIR_MAILDROP ? group : (gid_t)-1) != 0 ||
+			     d == QDIR_MSG || d == QDIR_CORRUPT ? (gid_t)-1
+								: group) != 0 ||
 		    (q->dirfd[d] =
 			 open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -292,6 +350,15 @@ write_tmp_envelope(struct queue *q, const struct envelope *env, int *fdp)
 	char *text = envelope_format(env, &len);
 	int fd = openat(q->dirfd[QDIR_TMP], env->id,
 			O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* The daemon's umask is 077; mailq's group reads envelopes. */
+	if (fd >= 0 && q->env_mode != 0600 && fchmod(fd, q->env_mode) != 0) {
+		int saved = errno;
+		close(fd);
+		unlinkat(q->dirfd[QDIR_TMP], env->id, 0);
+		free(text);
+		errno = saved;
+		return -1;
+	}
 	if (fd < 0 || write_all(fd, text, len) != 0) {
 		int saved = errno;
 		if (fd >= 0) {
@@ -604,6 +671,14 @@ cmp_name(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void
+free_names(char **v, long n)
+{
+	for (long i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 /* Names in a folder, sorted. *names is malloc'd; each name too. */
 static long
 list_dir(struct queue *q, enum queue_dir dir, char ***names)
@@ -620,6 +695,7 @@ list_dir(struct queue *q, enum queue_dir dir, char ***names)
 	size_t n = 0, cap = 64;
 	char **v = xmalloc(cap * sizeof(*v));
 	struct dirent *de;
+	errno = 0;
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
@@ -628,18 +704,17 @@ list_dir(struct queue *q, enum queue_dir dir, char ***names)
 			v = xrealloc(v, (cap *= 2) * sizeof(*v));
 		v[n++] = xstrdup(de->d_name);
 	}
+	if (errno != 0) {
+		int saved = errno;
+		closedir(d);
+		free_names(v, (long)n);
+		errno = saved;
+		return -1;
+	}
 	closedir(d);
 	qsort(v, n, sizeof(*v), cmp_name);
 	*names = v;
 	return (long)n;
-}
-
-static void
-free_names(char **v, long n)
-{
-	for (long i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
 }
 
 long

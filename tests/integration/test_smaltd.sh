@@ -63,9 +63,20 @@ DPID=$!
 PIDS="$PIDS $DPID"
 check "daemon listens" wait_for grep -q "daemon started" "$T/daemon.log"
 check "log line shape" grep -Eq '^[A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [^ ]+ smalt/master\[[0-9]+\]: daemon started' "$T/daemon.log"
-for d in tmp msg incoming deferred hold corrupt; do
-	check "spool/$d mode 700" [ "$(stat -c %a "$SPOOL/$d")" = 700 ]
-done
+# As root, envelopes are readable by the smaltdrop group (mailq).
+if [ "$(id -u)" -eq 0 ] && getent group smaltdrop >/dev/null; then
+	for d in msg corrupt; do
+		check "spool/$d mode 700" [ "$(stat -c %a "$SPOOL/$d")" = 700 ]
+	done
+	check "spool/tmp mode 2700" [ "$(stat -c %a "$SPOOL/tmp")" = 2700 ]
+	for d in incoming deferred hold; do
+		check "spool/$d mode 2750 group smaltdrop" [ "$(stat -c '%a %G' "$SPOOL/$d")" = "2750 smaltdrop" ]
+	done
+else
+	for d in tmp msg incoming deferred hold corrupt; do
+		check "spool/$d mode 700" [ "$(stat -c %a "$SPOOL/$d")" = 700 ]
+	done
+fi
 check "maildrop mode 1730" [ "$(stat -c %a "$SPOOL/maildrop")" = 1730 ]
 check "tmp leftover removed" [ ! -e "$SPOOL/tmp/0000000000000001" ]
 check "bad envelope quarantined" [ -e "$SPOOL/corrupt/0000000000000002" ]

@@ -462,8 +462,12 @@ test_lines(void)
 	MSG("To: a@x\nNo colon here\n\nb\n", 1,
 	    "To: a@x\r\n@D@\r\nNo colon here\r\n\r\nb\r\n");
 	MSG("Hello,\nworld\n", 1, "@D@\r\nHello,\r\nworld\r\n");
+	/* A leading mbox envelope line is dropped (git format-patch);
+	 * one further down is text. */
 	MSG("From someone Mon Jan  1 00:00:00 2001\nTo: a@x\n", 1,
-	    "@D@\r\nFrom someone Mon Jan  1 00:00:00 2001\r\nTo: a@x\r\n");
+	    "To: a@x\r\n@D@\r\n");
+	MSG("To: a@x\nFrom someone Mon Jan  1 00:00:00 2001\n", 1,
+	    "To: a@x\r\n@D@\r\nFrom someone Mon Jan  1 00:00:00 2001\r\n");
 	MSG(" leading space\n", 1, "@D@\r\n leading space\r\n");
 	MSG(":no name\n", 1, "@D@\r\n:no name\r\n");
 	MSG("Bad\x80Name: x\n", 1, "@D@\r\nBad\x80Name: x\r\n");
