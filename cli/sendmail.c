@@ -8,7 +8,9 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -127,7 +129,13 @@ apply_option(struct options *o, char c, const char *val)
 			o->mode = MODE_DELIVER;
 			break;
 		default:
-			die(EX_USAGE, "unsupported mode -b%s", val);
+			/* sendmail's other modes (-bd, -bD, -bh, -bH, -bP,
+			 * -bt, -bv, -ba) are accepted and ignored, as
+			 * Postfix does; a letter sendmail never had is a
+			 * usage error. */
+			if (val[0] == '\0' || strchr("dDhHPtva", val[0]) == NULL)
+				die(EX_USAGE, "unsupported mode -b%s", val);
+			break;
 		}
 		break;
 	case 'q':
@@ -187,6 +195,17 @@ load_config(const struct options *o)
 		path = getenv("SMALT_CONF");
 	if (path != NULL && *path == '\0')
 		path = NULL;
+	/* The smaltdrop group is for spools that root configured: a user
+	 * who names a configuration file of their own runs without it
+	 * (their spool is theirs), as Postfix's postdrop only honours
+	 * the configuration directories root lists. */
+	struct stat st;
+	if (path != NULL && getuid() != 0 && getegid() != getgid() &&
+	    (stat(path, &st) != 0 || st.st_uid != 0 ||
+	     (st.st_mode & 022) != 0) &&
+	    setresgid(getgid(), getgid(), getgid()) != 0)
+		die(EX_OSERR, "cannot drop the smaltdrop group: %s",
+		    strerror(errno));
 	struct smalt_conf *conf = conf_load(path, NULL, 0, err, sizeof(err));
 	if (conf == NULL)
 		die(EX_CONFIG, "%s", err);
@@ -515,12 +534,21 @@ rebuild_aliases(const struct smalt_conf *conf)
 	/* smalt reads the text file itself: there is no database to build,
 	 * only a daemon to tell. */
 	char *pidfile = xasprintf("%s/smaltd.pid", conf->spool_dir);
-	char *text = NULL;
-	size_t len;
+	char text[64];
 	long pid = 0;
-	if (read_whole_file(pidfile, 64, &text, &len) == 0)
-		pid = strtol(text, NULL, 10);
-	free(text);
+	int fd = open(pidfile, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* Only a pid whose daemon holds the lock: a stale file names some
+	 * other process by now. */
+	if (fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) != 0 &&
+	    errno == EWOULDBLOCK) {
+		ssize_t n = read(fd, text, sizeof(text) - 1);
+		if (n > 0) {
+			text[n] = '\0';
+			pid = strtol(text, NULL, 10);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
 	free(pidfile);
 	printf("%s: %zu aliases\n", conf->aliases, n);
 	if (pid > 1 && kill((pid_t)pid, SIGHUP) != 0 && errno == EPERM)

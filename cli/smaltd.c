@@ -180,6 +180,22 @@ daemonize(void)
 		fatal("chdir /: %s", strerror(errno));
 }
 
+/* Lets go of the terminal (or whatever started us): a command that
+ * waits for our output must see its end. */
+static void
+detach_stdio(void)
+{
+	log_set_echo_stderr(0);
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
 /* Serving: release the waiting parent and let go of the terminal. */
 static void
 daemon_ready(void)
@@ -193,14 +209,7 @@ daemon_ready(void)
 			 strerror(errno));
 	close(ready_fd);
 	ready_fd = -1;
-	int fd = open("/dev/null", O_RDWR);
-	if (fd >= 0) {
-		dup2(fd, 0);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		if (fd > 2)
-			close(fd);
-	}
+	detach_stdio();
 }
 
 /* Looks up the unprivileged user when running as root. */
@@ -359,9 +368,9 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	reload_smtpd(arg);
 }
 
-/* Runs the SMTP side; writes one byte to ready_fd once it serves. */
+/* Runs the SMTP side; writes one byte to ready_wr once it serves. */
 static int
-run_smtpd(struct daemon *d, int ready_fd)
+run_smtpd(struct daemon *d, int ready_wr)
 {
 	struct smtpd_proc sp = {.d = d};
 	char err[CONF_ERRLEN];
@@ -385,11 +394,15 @@ run_smtpd(struct daemon *d, int ready_fd)
 		return EX_CONFIG;
 	}
 	unsigned char ok = 0;
-	if (ready_fd >= 0 && write(ready_fd, &ok, 1) != 1)
+	if (ready_wr >= 0 && write(ready_wr, &ok, 1) != 1)
 		log_warn("cannot tell the master we serve: %s",
 			 strerror(errno));
-	if (ready_fd >= 0)
-		close(ready_fd);
+	if (ready_wr >= 0)
+		close(ready_wr);
+	/* Start-up errors went to the admin's terminal; the rest goes to
+	 * the log only. */
+	if (!d->opt.foreground)
+		detach_stdio();
 	event_base_dispatch(sp.base);
 	smtpd_free(sp.smtpd);
 	event_free(ev_term);
@@ -448,11 +461,20 @@ master_signals_setup(void)
 static pid_t master_pid;
 
 static void
-child_signals_reset(void)
+child_setup(struct daemon *d, int quiet)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != master_pid)
 		_exit(1);
+	/* Root's lock and the start-up pipe are the master's alone. */
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);
+	d->lock_fd = -1;
+	if (ready_fd >= 0)
+		close(ready_fd);
+	ready_fd = -1;
+	if (quiet && !d->opt.foreground)
+		detach_stdio();
 	for (size_t i = 0; i < SMALT_NELEM(master_signals); i++)
 		signal(master_signals[i], SIG_DFL);
 	/* `pkill smaltd` and systemd signal every process, not only the
@@ -483,7 +505,7 @@ start_smtpd(struct daemon *d, int *ready_rd)
 	if (pid < 0)
 		fatal("fork: %s", strerror(errno));
 	if (pid == 0) {
-		child_signals_reset();
+		child_setup(d, 0);
 		if (p[0] >= 0)
 			close(p[0]);
 		int rc = run_smtpd(d, p[1]);
@@ -514,7 +536,7 @@ start_delivery(struct daemon *d)
 	if (pid == 0) {
 		/* The agent keeps root (when we have it) to deliver as each
 		 * recipient; it never touches the network. */
-		child_signals_reset();
+		child_setup(d, 1);
 		prctl(PR_SET_NAME, "smalt-deliver");
 		listeners_close(&d->listeners);
 		close(sv[0]);
@@ -537,7 +559,7 @@ start_delivery(struct daemon *d)
 	if (pid < 0)
 		fatal("fork: %s", strerror(errno));
 	if (pid == 0) {
-		child_signals_reset();
+		child_setup(d, 1);
 		prctl(PR_SET_NAME, "smalt-qmgr");
 		listeners_close(&d->listeners);
 		close(sv[1]);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,6 +87,16 @@ run_job(struct agent *a, const struct agent_request *req)
 	struct deliver_result r;
 	struct agent_params *p = a->p;
 	int fd = queue_msg_open(p->queue, req->id);
+	struct stat st;
+	/* We are root and msg/ is the unprivileged user's: take only what
+	 * that user could have queued, never a FIFO or a planted link. */
+	if (fd >= 0 &&
+	    (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	     (p->user_uid != (uid_t)-1 && st.st_uid != p->user_uid))) {
+		close(fd);
+		fd = -1;
+		errno = EPERM;
+	}
 	if (fd < 0) {
 		deliver_result_set(&r, DELIVER_DEFER, "4.3.0",
 				   "cannot open message file %s: %s", req->id,
@@ -148,6 +159,8 @@ start_job(struct agent *a, char *buf, size_t len)
 		/* A delivery dies with the agent, as the agent dies with
 		 * the master: the message is then tried again. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(1); /* the agent died already: no result due */
 		/* The event loop's handlers are the parent's business. A
 		 * delivery under way finishes (the agent waits for it): a
 		 * stop signal sent to every process must not cut an mbox

@@ -208,6 +208,7 @@ struct mailbox_arg {
 	struct job *j;
 	const char *path;
 	int maildir;
+	int is_mailbox; /* a user's mailbox, not an alias's /file */
 };
 
 static void
@@ -217,6 +218,7 @@ write_mailbox(void *arg, struct deliver_result *res)
 	/* A mailbox over RLIMIT_FSIZE must fail a write (EFBIG, 4.2.2),
 	 * not kill us. */
 	signal(SIGXFSZ, SIG_IGN);
+	mailbox_set_owner_check(a->is_mailbox);
 	if (a->maildir)
 		maildir_deliver(a->path, a->j->msg_fd, a->j->headers, res);
 	else
@@ -249,7 +251,7 @@ deliver_mailbox(struct job *j, const char *to, const char *path, uid_t uid,
 {
 	struct deliver_result r;
 	size_t n = strlen(path);
-	struct mailbox_arg a = {j, path, n > 0 && path[n - 1] == '/'};
+	struct mailbox_arg a = {j, path, n > 0 && path[n - 1] == '/', 1};
 	if (path[0] != '/') {
 		deliver_result_set(&r, DELIVER_DEFER, "4.3.5",
 				   "mailbox path is not absolute: %s", path);
@@ -333,7 +335,7 @@ static void
 deliver_file(struct job *j, const struct alias_target *t)
 {
 	struct deliver_result r;
-	struct mailbox_arg a = {j, t->value, 0};
+	struct mailbox_arg a = {j, t->value, 0, 0};
 	/* sendmail's idiom for "accept and drop". */
 	if (strcmp(t->value, "/dev/null") == 0) {
 		deliver_result_set(&r, DELIVER_OK, "2.0.0",

@@ -486,10 +486,28 @@ fcntl_lock(int fd, const char *path, long long deadline,
 	}
 }
 
+static int owner_check;
+
+void
+mailbox_set_owner_check(int on)
+{
+	owner_check = on;
+}
+
 static int
 mbox_check_file(const char *path, const struct stat *st,
 		struct deliver_result *res)
 {
+	/* In a sticky, world-writable spool anyone may create another
+	 * user's mailbox first, and read what lands in it. */
+	if (owner_check && st->st_uid != geteuid()) {
+		deliver_result_set(res, DELIVER_DEFER, "4.2.0",
+				   "mailbox %s is owned by uid %lu, not by "
+				   "the recipient (uid %lu)",
+				   path, (unsigned long)st->st_uid,
+				   (unsigned long)geteuid());
+		return -1;
+	}
 	if (!S_ISREG(st->st_mode)) {
 		deliver_result_set(res, DELIVER_BOUNCE, "5.2.0",
 				   "mailbox %s is not a regular file", path);

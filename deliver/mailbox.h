@@ -40,6 +40,10 @@
 
 /* Changes the lock wait of this process (tests, a future config knob). */
 void mailbox_set_lock_timeout(unsigned ms);
+/* 1: mbox_deliver defers (4.2.0) when an existing mailbox is not owned
+ * by our effective uid, as Postfix's safe_open does; for mailboxes, not
+ * for /file targets of aliases. */
+void mailbox_set_owner_check(int on);
 
 /* Appends one message to the mbox file path, in the mboxrd format:
  *

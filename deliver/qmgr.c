@@ -69,7 +69,7 @@ struct qmgr {
 	struct smalt_conf *conf;
 	struct routes *routes;
 	struct event_base *base;
-	struct event *ev_sock, *ev_watch, *ev_timer;
+	struct event *ev_sock, *ev_watch, *ev_timer, *ev_maildrop;
 	int watch_fd;
 	void *known; /* tsearch set of ids we have in hand */
 	void *dests; /* tsearch set of struct dest by key */
@@ -371,12 +371,18 @@ finish(struct qmgr *q, struct qmsg *m)
 			    env->rcpt[i].state == RCPT_PENDING)
 				env->rcpt[i].next_attempt = next;
 		if (queue_env_write(q->p->queue, m->dir, QDIR_DEFERRED, env) !=
-		    0)
+		    0) {
 			log_error("%s: cannot update the envelope in %s/: %s",
 				  env->id, queue_dir_name(QDIR_DEFERRED),
 				  strerror(errno));
-		else
+			/* The move may have happened before the failure:
+			 * look for the old envelope where it is now. */
+			if (queue_env_exists(q->p->queue, QDIR_DEFERRED,
+					     env->id))
+				m->dir = QDIR_DEFERRED;
+		} else {
 			m->dir = QDIR_DEFERRED;
+		}
 		heap_push(q, next, m->dir, env->id);
 	}
 	envelope_free(env);
@@ -607,7 +613,9 @@ backlog_add(struct qmgr *q, const char *id)
 static void
 arm_timer(struct qmgr *q)
 {
-	if (q->nheap == 0 || q->stopping)
+	/* At the active limit a finished message calls fill() anyway; a
+	 * timer for a due retry would only spin. */
+	if (q->nheap == 0 || q->stopping || q->nactive >= QMGR_ACTIVE_LIMIT)
 		return;
 	time_t now = time(NULL);
 	struct timeval tv = {q->heap[0].when > now ? q->heap[0].when - now : 0,
@@ -693,8 +701,20 @@ static void
 pick_up(struct qmgr *q, const char *name)
 {
 	/* Its commit shows up in incoming/ by itself. */
-	if (pickup_file(q->p->queue, q->conf, name) == PICKUP_FLUSH)
+	switch (pickup_file(q->p->queue, q->conf, name)) {
+	case PICKUP_FLUSH:
 		flush_queue(q);
+		break;
+	case PICKUP_RETRY: {
+		/* sendmail has exited 0: nobody else will bring it back. */
+		struct timeval tv = {QMGR_MAILDROP_RETRY, 0};
+		if (!evtimer_pending(q->ev_maildrop, NULL))
+			evtimer_add(q->ev_maildrop, &tv);
+		break;
+	}
+	default:
+		break;
+	}
 }
 
 static int
@@ -729,6 +749,21 @@ on_watch(evutil_socket_t fd, short what, void *arg)
 		queue_scan(q->p->queue, QDIR_INCOMING, scan_incoming, q);
 	}
 	fill(q);
+}
+
+/* Again what could not be taken before (a full disk), and away with
+ * what sendmails killed half-way left. */
+static void
+on_maildrop_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmgr *q = arg;
+	(void)fd;
+	(void)what;
+	pickup_sweep(q->p->queue, QMGR_MAILDROP_STALE);
+	queue_scan(q->p->queue, QDIR_MAILDROP, scan_maildrop, q);
+	struct timeval tv = {QMGR_MAILDROP_SWEEP, 0};
+	if (!evtimer_pending(q->ev_maildrop, NULL))
+		evtimer_add(q->ev_maildrop, &tv);
 }
 
 static void
@@ -874,6 +909,7 @@ qmgr_main(struct qmgr_params *p)
 	q.ev_watch =
 	    event_new(q.base, q.watch_fd, EV_READ | EV_PERSIST, on_watch, &q);
 	q.ev_timer = evtimer_new(q.base, on_timer, &q);
+	q.ev_maildrop = evtimer_new(q.base, on_maildrop_timer, &q);
 	struct event *ev_term = evsignal_new(q.base, SIGTERM, on_term, &q);
 	struct event *ev_int = evsignal_new(q.base, SIGINT, on_term, &q);
 	struct event *ev_hup = evsignal_new(q.base, SIGHUP, on_hup, &q);
@@ -888,7 +924,7 @@ qmgr_main(struct qmgr_params *p)
 	queue_scan(p->queue, QDIR_INCOMING, scan_incoming, &q);
 	queue_scan(p->queue, QDIR_DEFERRED, scan_deferred, &q);
 	/* Mail that sendmail dropped while the daemon was down. */
-	queue_scan(p->queue, QDIR_MAILDROP, scan_maildrop, &q);
+	on_maildrop_timer(-1, 0, &q);
 	fill(&q);
 	event_base_dispatch(q.base);
 
@@ -913,6 +949,7 @@ qmgr_main(struct qmgr_params *p)
 	event_free(q.ev_sock);
 	event_free(q.ev_watch);
 	event_free(q.ev_timer);
+	event_free(q.ev_maildrop);
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

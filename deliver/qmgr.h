@@ -25,6 +25,13 @@
 
 /* Messages held in memory at once; the rest wait as bare ids. */
 #define QMGR_ACTIVE_LIMIT 1000
+/* A maildrop file that could not be queued (disk full) is tried again
+ * after this many seconds; maildrop/ is swept every QMGR_MAILDROP_SWEEP
+ * seconds, and sendmail's temporary files older than
+ * QMGR_MAILDROP_STALE seconds (a sendmail killed half-way) removed. */
+#define QMGR_MAILDROP_RETRY 30
+#define QMGR_MAILDROP_SWEEP 300
+#define QMGR_MAILDROP_STALE 3600
 
 struct qmgr_params {
 	int agent_sock; /* SOCK_SEQPACKET to the delivery agent */

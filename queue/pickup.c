@@ -1,6 +1,9 @@
 #include "queue/pickup.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,11 +57,13 @@ trace_headers(struct strbuf *b, const struct smalt_conf *conf, const char *id,
 	    rfc5322_date(time(NULL), date, sizeof(date)));
 	int trusted = uid == 0 || uid == geteuid();
 	char *own = xasprintf("%s@%s", login, conf->hostname);
-	if (!trusted && sender[0] != '\0' && ascii_strcasecmp(sender, own) != 0)
+	/* The null sender too: a user must not send fake bounces. */
+	if (!trusted && ascii_strcasecmp(sender, own) != 0)
 		strbuf_addf(b,
 			    "X-Authentication-Warning: %s: %s set sender to "
-			    "%s using -f\r\n",
-			    conf->hostname, login, sender);
+			    "%s%s%s using -f\r\n",
+			    conf->hostname, login, sender[0] ? "" : "<", sender,
+			    sender[0] ? "" : ">");
 	free(own);
 }
 
@@ -138,4 +143,32 @@ pickup_file(struct queue *q, const struct smalt_conf *conf, const char *name)
 	}
 	maildrop_file_free(&md);
 	return res;
+}
+
+void
+pickup_sweep(struct queue *q, unsigned max_age)
+{
+	int fd = dup(queue_dir_fd(q, QDIR_MAILDROP));
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(d);
+	time_t now = time(NULL);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		struct stat st;
+		if (e->d_name[0] == '.' || queue_id_valid(e->d_name) ||
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) !=
+			0 ||
+		    now - st.st_mtime < (time_t)max_age)
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+			log_warn("removed maildrop/%s (uid %lu): left by an "
+				 "interrupted sendmail",
+				 e->d_name, (unsigned long)st.st_uid);
+	}
+	closedir(d);
 }

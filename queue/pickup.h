@@ -22,4 +22,9 @@ enum pickup_result {
 enum pickup_result pickup_file(struct queue *q, const struct smalt_conf *conf,
 			       const char *name);
 
+/* Removes what is not a maildrop file name (sendmail's temporary "t.*"
+ * files) and is older than max_age seconds: what a sendmail killed
+ * half-way left. Logs each with its owner's uid. */
+void pickup_sweep(struct queue *q, unsigned max_age);
+
 #endif

@@ -105,6 +105,8 @@ int queue_env_read(struct queue *q, enum queue_dir dir, const char *id,
  * new one is durable). */
 int queue_env_write(struct queue *q, enum queue_dir from, enum queue_dir to,
 		    const struct envelope *env);
+/* Is there an envelope named id in dir? */
+int queue_env_exists(struct queue *q, enum queue_dir dir, const char *id);
 /* Moves an envelope between state folders unchanged (hold, release). */
 int queue_env_move(struct queue *q, const char *id, enum queue_dir from,
 		   enum queue_dir to);

@@ -119,19 +119,26 @@ make_dir(const char *path, mode_t mode, uid_t owner, gid_t group)
 {
 	if (mkdir(path, mode) != 0 && errno != EEXIST)
 		return -1;
-	struct stat st;
-	if (lstat(path, &st) != 0)
-		return -1;
-	if (!S_ISDIR(st.st_mode)) {
-		errno = ENOTDIR;
+	/* Through a descriptor: root must not chown what a symbolic link
+	 * put in the folder's place points to. */
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			errno = ENOTDIR;
 		return -1;
 	}
+	int rc = 0;
 	if ((owner != (uid_t)-1 || group != (gid_t)-1) &&
-	    chown(path, owner, group) != 0)
-		return -1;
+	    fchown(fd, owner, group) != 0)
+		rc = -1;
 	/* mkdir's mode is cut by the umask; the sticky bit of maildrop must
 	 * be exact, so set it explicitly. */
-	return chmod(path, mode);
+	if (rc == 0 && fchmod(fd, mode) != 0)
+		rc = -1;
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
 }
 
 /* With a drop group (a root start), that group may also read the
@@ -201,7 +208,10 @@ queue_open(const char *spool_dir, uid_t owner, gid_t group, char *err,
 		pthread_mutex_init(&q->sync[d].mu, NULL);
 		pthread_cond_init(&q->sync[d].cv, NULL);
 	}
-	if (make_dir(spool_dir, 0755, owner, (gid_t)-1) != 0) {
+	/* The spool itself stays root's (root keeps the pid file and lock
+	 * there); the unprivileged user owns the folders inside. */
+	if (make_dir(spool_dir, 0755, owner != (uid_t)-1 ? 0 : (uid_t)-1,
+		     (gid_t)-1) != 0) {
 		snprintf(err, errlen, "%s: %s", spool_dir, strerror(errno));
 		goto fail;
 	}
@@ -557,6 +567,13 @@ queue_env_read(struct queue *q, enum queue_dir dir, const char *id,
 }
 
 int
+queue_env_exists(struct queue *q, enum queue_dir dir, const char *id)
+{
+	struct stat st;
+	return fstatat(q->dirfd[dir], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+int
 queue_env_move(struct queue *q, const char *id, enum queue_dir from,
 	       enum queue_dir to)
 {
@@ -661,8 +678,9 @@ queue_msg_open(struct queue *q, const char *id)
 		errno = EINVAL;
 		return -1;
 	}
+	/* O_NONBLOCK: a FIFO in its place must not hang the reader. */
 	return openat(q->dirfd[QDIR_MSG], id,
-		      O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		      O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 }
 
 static int
