@@ -133,7 +133,8 @@ apply_option(struct options *o, char c, const char *val)
 			 * -bt, -bv, -ba) are accepted and ignored, as
 			 * Postfix does; a letter sendmail never had is a
 			 * usage error. */
-			if (val[0] == '\0' || strchr("dDhHPtva", val[0]) == NULL)
+			if (val[0] == '\0' ||
+			    strchr("dDhHPtva", val[0]) == NULL)
 				die(EX_USAGE, "unsupported mode -b%s", val);
 			break;
 		}
@@ -789,7 +790,7 @@ main(int argc, char **argv)
 		rc = rebuild_aliases(conf);
 		break;
 	case MODE_FLUSH:
-		if (maildrop_request(conf->spool_dir, "flush", err,
+		if (maildrop_request(conf->spool_dir, "flush", NULL, err,
 				     sizeof(err)) != 0)
 			die(EX_TEMPFAIL, "cannot ask for a queue run: %s", err);
 		rc = EX_OK;

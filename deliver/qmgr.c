@@ -44,12 +44,16 @@ struct dest {
 };
 TAILQ_HEAD(dest_list, dest);
 
+/* What smaltctl asked for a message while it was being delivered. */
+enum after_round { AFTER_NOTHING, AFTER_HOLD, AFTER_REMOVE };
+
 struct qmsg {
 	struct envelope env;
 	enum queue_dir dir;
 	uint64_t arrival_us, active_us;
 	unsigned jobs_left;
 	unsigned char *bounced_now; /* per recipient: bounced this round */
+	enum after_round after;
 };
 
 /* A message waiting for its next round, or not yet taken up. */
@@ -71,8 +75,9 @@ struct qmgr {
 	struct event_base *base;
 	struct event *ev_sock, *ev_watch, *ev_timer, *ev_maildrop;
 	int watch_fd;
-	void *known; /* tsearch set of ids we have in hand */
-	void *dests; /* tsearch set of struct dest by key */
+	void *known;  /* tsearch set of ids we have in hand */
+	void *active; /* tsearch of struct qmsg by id */
+	void *dests;  /* tsearch set of struct dest by key */
 	STAILQ_HEAD(, backlog_entry) backlog; /* incoming/, not yet active */
 	struct waiting *heap;		      /* deferred/, by time */
 	size_t nheap, capheap;
@@ -121,6 +126,22 @@ forget(struct qmgr *q, const char *id)
 	free(key);
 }
 
+static int
+cmp_qmsg(const void *a, const void *b)
+{
+	return strcmp(((const struct qmsg *)a)->env.id,
+		      ((const struct qmsg *)b)->env.id);
+}
+
+static struct qmsg *
+active_find(struct qmgr *q, const char *id)
+{
+	struct qmsg probe;
+	memcpy(probe.env.id, id, sizeof(probe.env.id));
+	struct qmsg **found = tfind(&probe, &q->active, cmp_qmsg);
+	return found ? *found : NULL;
+}
+
 /* -- the retry heap */
 
 static int
@@ -167,6 +188,19 @@ heap_pop(struct qmgr *q)
 	if (q->nheap > 0)
 		q->heap[i] = last;
 	return top;
+}
+
+static void
+heap_fix(struct qmgr *q)
+{
+	/* Rebuilt by pushing again: rare (smaltctl flush ID). */
+	size_t n = q->nheap;
+	struct waiting *old = q->heap;
+	q->heap = NULL;
+	q->nheap = q->capheap = 0;
+	for (size_t i = 0; i < n; i++)
+		heap_push(q, old[i].when, old[i].dir, old[i].id);
+	free(old);
 }
 
 /* -- destinations */
@@ -356,7 +390,8 @@ finish(struct qmgr *q, struct qmsg *m)
 	    send_dsn(q, m, DSN_DELAY, RCPT_DEFERRED, NULL) == 0)
 		env->warned = 1;
 
-	if (envelope_done(env)) {
+	tdelete(m, &q->active, cmp_qmsg);
+	if (envelope_done(env) || m->after == AFTER_REMOVE) {
 		if (queue_remove(q->p->queue, m->dir, env->id) != 0)
 			log_error("%s: cannot remove: %s", env->id,
 				  strerror(errno));
@@ -370,8 +405,9 @@ finish(struct qmgr *q, struct qmsg *m)
 			if (env->rcpt[i].state == RCPT_DEFERRED ||
 			    env->rcpt[i].state == RCPT_PENDING)
 				env->rcpt[i].next_attempt = next;
-		if (queue_env_write(q->p->queue, m->dir, QDIR_DEFERRED, env) !=
-		    0) {
+		enum queue_dir to =
+		    m->after == AFTER_HOLD ? QDIR_HOLD : QDIR_DEFERRED;
+		if (queue_env_write(q->p->queue, m->dir, to, env) != 0) {
 			log_error("%s: cannot update the envelope in %s/: %s",
 				  env->id, queue_dir_name(QDIR_DEFERRED),
 				  strerror(errno));
@@ -381,9 +417,14 @@ finish(struct qmgr *q, struct qmsg *m)
 					     env->id))
 				m->dir = QDIR_DEFERRED;
 		} else {
-			m->dir = QDIR_DEFERRED;
+			m->dir = to;
 		}
-		heap_push(q, next, m->dir, env->id);
+		if (m->dir == QDIR_HOLD) {
+			log_info("%s: placed on hold", env->id);
+			forget(q, env->id);
+		} else {
+			heap_push(q, next, m->dir, env->id);
+		}
 	}
 	envelope_free(env);
 	free(m->bounced_now);
@@ -476,9 +517,18 @@ expire(struct qmgr *q, struct qmsg *m)
 static void
 activate(struct qmgr *q, enum queue_dir dir, const char *id)
 {
+	if (active_find(q, id) != NULL)
+		return; /* a second entry for it (smaltctl release) */
 	struct qmsg *m = xcalloc(1, sizeof(*m));
 	const char *errstr;
-	if (queue_env_read(q->p->queue, dir, id, &m->env, &errstr) != 0) {
+	int rc = queue_env_read(q->p->queue, dir, id, &m->env, &errstr);
+	/* Moved between new and waiting meanwhile (a failed update, a
+	 * release from hold): take it where it is. */
+	if (rc != 0 && errno == ENOENT && dir != QDIR_HOLD) {
+		dir = dir == QDIR_INCOMING ? QDIR_DEFERRED : QDIR_INCOMING;
+		rc = queue_env_read(q->p->queue, dir, id, &m->env, &errstr);
+	}
+	if (rc != 0) {
 		int err = errno;
 		free(m);
 		if (err == ENOENT) {
@@ -496,6 +546,8 @@ activate(struct qmgr *q, enum queue_dir dir, const char *id)
 	}
 	q->nactive++;
 	m->dir = dir;
+	if (tsearch(m, &q->active, cmp_qmsg) == NULL)
+		fatal("out of memory");
 	m->arrival_us = id_arrival_us(id);
 	m->active_us = now_usec();
 	m->bounced_now = xcalloc(m->env.nrcpt ? m->env.nrcpt : 1, 1);
@@ -698,12 +750,98 @@ flush_queue(struct qmgr *q)
 }
 
 static void
+flush_one(struct qmgr *q, const char *id)
+{
+	int found = 0;
+	for (size_t i = 0; i < q->nheap; i++)
+		if (strcmp(q->heap[i].id, id) == 0) {
+			q->heap[i].when = 0;
+			found = 1;
+		}
+	if (found)
+		heap_fix(q);
+	log_info("%s: flush requested%s", id, found ? "" : " (not waiting)");
+}
+
+static void
+hold_one(struct qmgr *q, const char *id)
+{
+	struct qmsg *m = active_find(q, id);
+	if (m != NULL) {
+		m->after = AFTER_HOLD; /* after the deliveries under way */
+		return;
+	}
+	if (queue_env_move(q->p->queue, id, QDIR_INCOMING, QDIR_HOLD) == 0 ||
+	    queue_env_move(q->p->queue, id, QDIR_DEFERRED, QDIR_HOLD) == 0) {
+		log_info("%s: placed on hold", id);
+		forget(q, id);
+	}
+}
+
+static void
+release_one(struct qmgr *q, const char *id)
+{
+	if (queue_env_move(q->p->queue, id, QDIR_HOLD, QDIR_DEFERRED) != 0)
+		return;
+	log_info("%s: released from hold", id);
+	know(q, id);
+	heap_push(q, 0, QDIR_DEFERRED, id);
+}
+
+static void
+remove_one(struct qmgr *q, const char *id)
+{
+	struct qmsg *m = active_find(q, id);
+	if (m != NULL) {
+		m->after = AFTER_REMOVE;
+		return;
+	}
+	static const enum queue_dir dirs[] = {QDIR_INCOMING, QDIR_DEFERRED,
+					      QDIR_HOLD};
+	for (size_t i = 0; i < SMALT_NELEM(dirs); i++)
+		if (queue_remove(q->p->queue, dirs[i], id) == 0) {
+			log_info("%s: removed by the administrator", id);
+			forget(q, id);
+			return;
+		}
+}
+
+/* smaltctl's requests (through maildrop/, from root or our user only;
+ * a plain flush from anyone, as sendmail -q). */
+static void
+run_request(struct qmgr *q, const struct pickup_request *r)
+{
+	if (strcmp(r->word, "flush") == 0 && r->arg[0] == '\0') {
+		flush_queue(q);
+		return;
+	}
+	if (!r->trusted) {
+		log_warn("request \"%s %s\" from an untrusted user ignored",
+			 r->word, r->arg);
+		return;
+	}
+	if (strcmp(r->word, "flush") == 0) {
+		if (queue_id_valid(r->arg))
+			flush_one(q, r->arg);
+		else /* a host: the whole queue until the host cache */
+			flush_queue(q);
+	} else if (strcmp(r->word, "hold") == 0) {
+		hold_one(q, r->arg);
+	} else if (strcmp(r->word, "release") == 0) {
+		release_one(q, r->arg);
+	} else if (strcmp(r->word, "remove") == 0) {
+		remove_one(q, r->arg);
+	}
+}
+
+static void
 pick_up(struct qmgr *q, const char *name)
 {
+	struct pickup_request req;
 	/* Its commit shows up in incoming/ by itself. */
-	switch (pickup_file(q->p->queue, q->conf, name)) {
-	case PICKUP_FLUSH:
-		flush_queue(q);
+	switch (pickup_file(q->p->queue, q->conf, name, &req)) {
+	case PICKUP_REQUEST:
+		run_request(q, &req);
 		break;
 	case PICKUP_RETRY: {
 		/* sendmail has exited 0: nobody else will bring it back. */
@@ -858,6 +996,12 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	fill(q);
 }
 
+static void
+noop_free(void *p)
+{
+	(void)p; /* messages are freed with their jobs */
+}
+
 /* Messages live as long as their jobs: the last one frees it. */
 static void
 free_job(struct qjob *j)
@@ -937,6 +1081,7 @@ qmgr_main(struct qmgr_params *p)
 		TAILQ_REMOVE(&q.running, j, link);
 		free_job(j);
 	}
+	tdestroy(q.active, noop_free);
 	tdestroy(q.dests, free_dest);
 	struct backlog_entry *b;
 	while ((b = STAILQ_FIRST(&q.backlog)) != NULL) {

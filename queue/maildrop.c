@@ -108,11 +108,12 @@ maildrop_write(const char *spool_dir, const struct envelope *env,
 }
 
 int
-maildrop_request(const char *spool_dir, const char *request, char *err,
-		 size_t errlen)
+maildrop_request(const char *spool_dir, const char *request, const char *arg,
+		 char *err, size_t errlen)
 {
 	char id[QUEUE_ID_LEN + 1];
-	char *head = xasprintf("%srequest\t%s\n", MAILDROP_MAGIC, request);
+	char *head = xasprintf("%srequest\t%s%s%s\n", MAILDROP_MAGIC, request,
+			       arg ? "\t" : "", arg ? arg : "");
 	int rc =
 	    write_file(spool_dir, head, strlen(head), "", 0, id, err, errlen);
 	free(head);
@@ -125,6 +126,7 @@ maildrop_file_free(struct maildrop_file *md)
 	envelope_free(&md->env);
 	free(md->data);
 	free(md->request);
+	free(md->request_arg);
 	memset(md, 0, sizeof(*md));
 }
 
@@ -134,9 +136,47 @@ bad(struct maildrop_file *md, const char **errstr, const char *why)
 	envelope_free(&md->env);
 	free(md->request);
 	md->request = NULL;
+	free(md->request_arg);
+	md->request_arg = NULL;
 	*errstr = why;
 	errno = EINVAL;
 	return -1;
+}
+
+/* "WORD" or "WORD\tARG": flush [ID|HOST], hold ID, release ID,
+ * remove ID. */
+static int
+parse_request(struct maildrop_file *md, const char *w, const char *end,
+	      const char **errstr)
+{
+	static const char *const words[] = {"flush", "hold", "release",
+					    "remove"};
+	const char *tab = memchr(w, '\t', (size_t)(end - w));
+	const char *wend = tab ? tab : end;
+	size_t i;
+	for (i = 0; i < SMALT_NELEM(words); i++)
+		if ((size_t)(wend - w) == strlen(words[i]) &&
+		    memcmp(w, words[i], (size_t)(wend - w)) == 0)
+			break;
+	if (i == SMALT_NELEM(words))
+		return bad(md, errstr, "unknown request");
+	char *arg = tab ? xstrndup(tab + 1, (size_t)(end - tab - 1)) : NULL;
+	int ok = 1;
+	if (i == 0)
+		ok =
+		    arg == NULL ||
+		    (arg[0] != '\0' && strlen(arg) <= 255 &&
+		     strspn(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS"
+				 "TUVWXYZ0123456789.-[]:") == strlen(arg));
+	else
+		ok = arg != NULL && queue_id_valid(arg);
+	if (!ok) {
+		free(arg);
+		return bad(md, errstr, "bad request argument");
+	}
+	md->request = xstrdup(words[i]);
+	md->request_arg = arg;
+	return 0;
 }
 
 int
@@ -146,6 +186,7 @@ maildrop_parse(char *data, size_t len, struct maildrop_file *md,
 	size_t magic = strlen(MAILDROP_MAGIC);
 	memset(&md->env, 0, sizeof(md->env));
 	md->request = NULL;
+	md->request_arg = NULL;
 	md->msg = NULL;
 	md->msg_len = 0;
 	if (len < magic || memcmp(data, MAILDROP_MAGIC, magic) != 0)
@@ -157,11 +198,9 @@ maildrop_parse(char *data, size_t len, struct maildrop_file *md,
 	static const char req[] = "request\t";
 	if ((size_t)(nl - p) > sizeof(req) - 1 &&
 	    memcmp(p, req, sizeof(req) - 1) == 0) {
-		const char *w = p + sizeof(req) - 1;
-		if (nl + 1 != end || nl - w != 5 || memcmp(w, "flush", 5) != 0)
-			return bad(md, errstr, "unknown request");
-		md->request = xstrndup(w, (size_t)(nl - w));
-		return 0;
+		if (nl + 1 != end)
+			return bad(md, errstr, "data after a request");
+		return parse_request(md, p + sizeof(req) - 1, nl, errstr);
 	}
 	static const char envk[] = "envelope\t";
 	if ((size_t)(nl - p) <= sizeof(envk) - 1 ||

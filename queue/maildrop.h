@@ -12,7 +12,10 @@
  * named by a queue id (16 hex digits), created under a temporary name
  * ("t.*"), fsync'd and renamed into place without replacing anything, so
  * the daemon sees whole files only. A request file has no envelope:
- * "smalt-maildrop\t1\nrequest\tflush\n" asks for a queue run.
+ * "smalt-maildrop\t1\nrequest\tflush\n" asks for a queue run (anyone
+ * may: sendmail -q); "request\tflush\tID|HOST", "request\thold\tID",
+ * "release\tID" and "remove\tID" are smaltctl's, honoured only from
+ * root and the daemon's user.
  *
  * The daemon treats every file as hostile: its owner is the identity,
  * the envelope's other fields are ignored, anything malformed is moved
@@ -36,14 +39,16 @@
 int maildrop_write(const char *spool_dir, const struct envelope *env,
 		   const char *msg, size_t len, char id_out[QUEUE_ID_LEN + 1],
 		   char *err, size_t errlen);
-/* Writes a request file ("flush"). */
-int maildrop_request(const char *spool_dir, const char *request, char *err,
-		     size_t errlen);
+/* Writes a request file: request "flush", "hold", "release" or
+ * "remove", arg NULL or its argument. */
+int maildrop_request(const char *spool_dir, const char *request,
+		     const char *arg, char *err, size_t errlen);
 
 /* The daemon's side: one file, whole. */
 struct maildrop_file {
-	uid_t uid;     /* the file's owner */
-	char *request; /* a request file: its word; else NULL */
+	uid_t uid;	   /* the file's owner */
+	char *request;	   /* a request file: its word; else NULL */
+	char *request_arg; /* its argument, or NULL */
 	struct envelope env;
 	char *data; /* the whole file; msg points into it */
 	const char *msg;

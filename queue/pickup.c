@@ -110,7 +110,8 @@ queue_it(struct queue *q, const struct smalt_conf *conf, const char *name,
 }
 
 enum pickup_result
-pickup_file(struct queue *q, const struct smalt_conf *conf, const char *name)
+pickup_file(struct queue *q, const struct smalt_conf *conf, const char *name,
+	    struct pickup_request *req)
 {
 	struct maildrop_file md;
 	const char *errstr;
@@ -130,7 +131,11 @@ pickup_file(struct queue *q, const struct smalt_conf *conf, const char *name)
 	const char *why;
 	if (md.request != NULL) {
 		unlinkat(queue_dir_fd(q, QDIR_MAILDROP), name, 0);
-		res = PICKUP_FLUSH;
+		smalt_strlcpy(req->word, md.request, sizeof(req->word));
+		smalt_strlcpy(req->arg, md.request_arg ? md.request_arg : "",
+			      sizeof(req->arg));
+		req->trusted = md.uid == 0 || md.uid == geteuid();
+		res = PICKUP_REQUEST;
 	} else if ((why = check_envelope(&md.env)) != NULL) {
 		queue_quarantine(q, QDIR_MAILDROP, name, why);
 		res = PICKUP_BAD;

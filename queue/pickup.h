@@ -12,15 +12,21 @@
 #include "queue/queue.h"
 
 enum pickup_result {
-	PICKUP_QUEUED, /* committed into incoming/, maildrop file removed */
-	PICKUP_FLUSH,  /* a request for a queue run, removed */
-	PICKUP_GONE,   /* no such file (taken already) */
-	PICKUP_BAD,    /* moved to corrupt/ */
-	PICKUP_RETRY   /* could not queue it now (disk full...): left */
+	PICKUP_QUEUED,	/* committed into incoming/, maildrop file removed */
+	PICKUP_REQUEST, /* a request (flush, hold...): *req filled, removed */
+	PICKUP_GONE,	/* no such file (taken already) */
+	PICKUP_BAD,	/* moved to corrupt/ */
+	PICKUP_RETRY	/* could not queue it now (disk full...): left */
+};
+
+struct pickup_request {
+	char word[16]; /* "flush", "hold", "release", "remove" */
+	char arg[256]; /* "" or a queue id or host */
+	int trusted;   /* from root or the daemon's user */
 };
 
 enum pickup_result pickup_file(struct queue *q, const struct smalt_conf *conf,
-			       const char *name);
+			       const char *name, struct pickup_request *req);
 
 /* Removes what is not a maildrop file name (sendmail's temporary "t.*"
  * files) and is older than max_age seconds: what a sendmail killed
