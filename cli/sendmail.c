@@ -37,7 +37,14 @@
 #include "smtpd/policy.h"
 #include "smtpd/smtpd.h"
 
-enum mode { MODE_DELIVER, MODE_PRINT, MODE_ALIASES, MODE_FLUSH, MODE_SMTP };
+enum mode {
+	MODE_DELIVER,
+	MODE_PRINT,
+	MODE_ALIASES,
+	MODE_FLUSH,
+	MODE_SMTP,
+	MODE_VERIFY
+};
 
 struct options {
 	enum mode mode;
@@ -128,15 +135,20 @@ apply_option(struct options *o, char c, const char *val)
 		case 'm':
 			o->mode = MODE_DELIVER;
 			break;
-		default:
-			/* sendmail's other modes (-bd, -bD, -bh, -bH, -bP,
-			 * -bt, -bv, -ba) are accepted and ignored, as
-			 * Postfix does; a letter sendmail never had is a
-			 * usage error. */
-			if (val[0] == '\0' ||
-			    strchr("dDhHPtva", val[0]) == NULL)
-				die(EX_USAGE, "unsupported mode -b%s", val);
+		case 'v':
+			o->mode = MODE_VERIFY;
 			break;
+		case 'd':
+		case 'D':
+			die(EX_USAGE,
+			    "-b%s: the daemon is smaltd(8); start it with "
+			    "smaltd",
+			    val);
+		default:
+			/* Test and status modes (-bt, -bh, -bP...) would be
+			 * taken for -bm and mail the input to whoever is
+			 * named: refuse them. */
+			die(EX_USAGE, "unsupported mode -b%s", val);
 		}
 		break;
 	case 'q':
@@ -413,6 +425,39 @@ deliver(const struct options *o, const struct smalt_conf *conf)
 	return EX_OK;
 }
 
+/* -bv: says whether each recipient could be delivered to, as far as
+ * this host knows at once; reads no message and queues nothing. */
+static int
+verify(const struct options *o, const struct smalt_conf *conf)
+{
+	struct policy p;
+	char err[CONF_ERRLEN];
+	int rc = EX_OK;
+	if (o->nrcpt == 0)
+		die(EX_USAGE, "-bv needs recipient addresses");
+	log_init(LOG_DEST_NONE, conf->hostname);
+	int have_policy = policy_load(&p, conf, err, sizeof(err)) == 0;
+	for (size_t i = 0; i < o->nrcpt; i++) {
+		struct mailaddr a;
+		const char *errstr;
+		char *q = qualify(o->rcpts[i], conf);
+		if (q == NULL || addr_parse_mailbox(q, 0, &a, &errstr) != 0) {
+			printf("%s: bad address syntax\n", o->rcpts[i]);
+			rc = EX_DATAERR;
+		} else if (have_policy && policy_check_rcpt(&p, &a, NULL, 1) ==
+						RCPT_UNKNOWN_USER) {
+			printf("%s: unknown user\n", q);
+			rc = EX_NOUSER;
+		} else {
+			printf("%s: deliverable\n", q);
+		}
+		free(q);
+	}
+	if (have_policy)
+		policy_free(&p);
+	return rc;
+}
+
 /* -- mailq */
 
 struct listing {
@@ -489,6 +534,11 @@ print_queue(const struct smalt_conf *conf)
 	log_init(LOG_DEST_NONE, conf->hostname);
 	struct queue *q =
 	    queue_open_readonly(conf->spool_dir, err, sizeof(err));
+	if (q == NULL && errno == ENOENT) {
+		/* The daemon never ran: nothing can be queued yet. */
+		printf("Mail queue is empty\n");
+		return EX_OK;
+	}
 	if (q == NULL)
 		die(errno == EACCES ? EX_NOPERM : EX_TEMPFAIL,
 		    "cannot read the queue: %s", err);
@@ -797,6 +847,9 @@ main(int argc, char **argv)
 		break;
 	case MODE_SMTP:
 		rc = smtp_on_stdio(conf);
+		break;
+	case MODE_VERIFY:
+		rc = verify(&o, conf);
 		break;
 	default:
 		rc = deliver(&o, conf);

@@ -652,9 +652,15 @@ static int
 quarantine(struct queue *q, enum queue_dir dir, const char *name,
 	   const char *why, int with_msg)
 {
+	int rc = move_aside(q, dir, name, "");
+	if (rc != 0) {
+		log_warn("%s: cannot move %s/%s to %s/ (%s): %s", name,
+			 dir_names[dir], name, dir_names[QDIR_CORRUPT],
+			 strerror(errno), why);
+		return -1;
+	}
 	log_warn("%s: moved %s/%s to %s/: %s", name, dir_names[dir], name,
 		 dir_names[QDIR_CORRUPT], why);
-	int rc = move_aside(q, dir, name, "");
 	if (with_msg && dir != QDIR_MSG && dir != QDIR_TMP &&
 	    dir != QDIR_MAILDROP && queue_id_valid(name) &&
 	    move_aside(q, QDIR_MSG, name, ".msg") != 0 && errno != ENOENT)
