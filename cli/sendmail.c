@@ -445,7 +445,7 @@ verify(const struct options *o, const struct smalt_conf *conf)
 			printf("%s: bad address syntax\n", o->rcpts[i]);
 			rc = EX_DATAERR;
 		} else if (have_policy && policy_check_rcpt(&p, &a, NULL, 1) ==
-						RCPT_UNKNOWN_USER) {
+					      RCPT_UNKNOWN_USER) {
 			printf("%s: unknown user\n", q);
 			rc = EX_NOUSER;
 		} else {
