@@ -87,8 +87,8 @@ test_request_refused(void)
 	    "R1\t1\tpipe\t661661B32BBF2000\t1\t2\t3\ta@x\tb@x\tsh",
 	    "R1\t1\tpipe\t661661B32BBF2000\t1\t2\t3\ta@x\tb@x\t/bin/sh\t",
 	    "R1\t1\tlocal\t661661B32BBF2000\t1\t2\t3\ta@x\tb@x\r",
-	    "R1\t99999999999999999999999\tlocal\t661661B32BBF2000\t1\t2\t3"
-	    "\ta@x\tb@x",
+	    ("R1\t99999999999999999999999\tlocal\t661661B32BBF2000\t1\t2"
+	     "\t3\ta@x\tb@x"),
 	};
 	struct agent_request r;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
