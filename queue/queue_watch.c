@@ -27,8 +27,11 @@ queue_watch_open(struct queue *q)
 		return -1;
 	static const enum queue_dir watched[] = {QDIR_INCOMING, QDIR_MAILDROP};
 	for (size_t i = 0; i < SMALT_NELEM(watched); i++) {
-		char *path = xasprintf("%s/%s", queue_path(q),
-				       queue_dir_name(watched[i]));
+		/* Through the folder we hold open: the unprivileged qmgr
+		 * may not be able to walk the spool's path (a spool under
+		 * /root, set up by root). */
+		char *path = xasprintf("/proc/self/fd/%d",
+				       queue_dir_fd(q, watched[i]));
 		int wd = inotify_add_watch(fd, path, IN_MOVED_TO);
 		if (wd >= 0)
 			watch_dirs[wd % WATCH_SLOTS] = watched[i];

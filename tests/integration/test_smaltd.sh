@@ -125,5 +125,24 @@ if [ "$(id -u)" -eq 0 ]; then
 	"$SMALTD" -d -f "$T/run.conf" -o user=no_such_user_smalt 2>"$T/user.log"
 	check "missing user exits 78" [ $? -eq 78 ]
 	check "missing user says so" grep -q 'user "no_such_user_smalt"' "$T/user.log"
+
+	# A spool under a folder only root may enter (a checkout in /root,
+	# as the README's command makes it): the unprivileged children work
+	# through the folders root opened for them.
+	mkdir -m 0700 "$T/private"
+	mkdir -m 1777 "$T/mail"
+	PPORT=$(free_port)
+	"$SMALTD" -d -f /dev/null -o listen=127.0.0.1:$PPORT \
+		-o spool_dir="$T/private/spool" -o aliases=/dev/null \
+		-o mail_spool_directory="$T/mail" -o log=stderr \
+		2>"$T/private.log" &
+	PPID2=$!
+	PIDS="$PIDS $PPID2"
+	check "private spool: daemon up" wait_for grep -q "daemon started" "$T/private.log"
+	swaks --server 127.0.0.1:$PPORT --to root@localhost >/dev/null 2>&1
+	check "private spool: mail delivered" wait_for grep -q "status=sent" "$T/private.log"
+	check "private spool: no child died" bash -c "! grep -q 'exited with status' '$T/private.log'"
+	kill -TERM "$PPID2"
+	wait "$PPID2"
 fi
 finish
