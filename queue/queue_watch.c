@@ -30,8 +30,8 @@ queue_watch_open(struct queue *q)
 		/* Through the folder we hold open: the unprivileged qmgr
 		 * may not be able to walk the spool's path (a spool under
 		 * /root, set up by root). */
-		char *path = xasprintf("/proc/self/fd/%d",
-				       queue_dir_fd(q, watched[i]));
+		char *path =
+		    xasprintf("/proc/self/fd/%d", queue_dir_fd(q, watched[i]));
 		int wd = inotify_add_watch(fd, path, IN_MOVED_TO);
 		if (wd >= 0)
 			watch_dirs[wd % WATCH_SLOTS] = watched[i];
