@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -234,15 +235,26 @@ create_spool_mbox(const char *path, uid_t uid, gid_t gid)
 {
 	if (geteuid() != 0 || uid == 0)
 		return;
-	int fd = open(
-	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
+	struct stat st;
+	if (lstat(path, &st) == 0 || errno != ENOENT)
 		return; /* there already, or the writer will say why */
-	if (fchown(fd, uid, gid) != 0) {
-		log_warn("%s: chown: %s", path, strerror(errno));
-		unlink(path);
+	/* Made under another name and linked into place once it is the
+	 * user's: a delivery running beside this one must never see the
+	 * mailbox while it still is root's. */
+	char *tmp = xasprintf("%s.smalt-new.%ld", path, (long)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		      0600);
+	if (fd < 0) {
+		free(tmp);
+		return;
 	}
+	if (fchown(fd, uid, gid) != 0)
+		log_warn("%s: chown: %s", tmp, strerror(errno));
+	else if (link(tmp, path) != 0 && errno != EEXIST)
+		log_warn("%s: link: %s", path, strerror(errno));
 	close(fd);
+	unlink(tmp);
+	free(tmp);
 }
 
 static void
