@@ -31,7 +31,10 @@ set -Eeuo pipefail
 trap 'echo "deliver_bench: error: line $LINENO: $BASH_COMMAND (status $?)" >&2' ERR
 
 CMDLINE="$0 $*"
+BENCH=deliver_bench
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$SRC_DIR/bench/lib.sh"
 SMALT_BUILD=${SMALT_BUILD:-$SRC_DIR/build}
 WORK=/var/tmp/deliver-bench
 ROUNDS=3
@@ -44,6 +47,8 @@ DRAIN_MAX=60 # after a run: longest wait for the queue to empty
 MODES=mbox,maildir
 SYSTEMS=smaltd,postfix
 BENCH_USER=smaltbench
+BENCH_USER_COMMENT="smalt deliver_bench mailbox owner"
+BENCH_HOME_WARNING="its Maildir/ is emptied before every run"
 MSG_LEN=4096
 SENDER=from@example.com
 DOMAIN=bench.example
@@ -120,27 +125,9 @@ SM_DIR=$WORK/smaltd
 SM_SPOOL=$SM_DIR/spool
 RCPT=$BENCH_USER@$DOMAIN
 
-say() { printf '%s deliver_bench: %s\n' "$(date +%T)" "$*" >&2; }
-die() {
-	say "error: $*"
-	exit 1
-}
-
 # ---------------------------------------------------------------- cleanup
 SMALTD_PID=
 PF_STARTED=0
-
-stop_pid() { # pid: TERM, wait up to 10 s, then KILL
-	local pid=$1 i
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
 	local rc=$?
@@ -153,112 +140,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# ---------------------------------------------------------------- install
-pkg_installed() {
-	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
-}
-
-install_postfix() {
-	if pkg_installed postfix && [ -x /usr/sbin/smtp-source ]; then
-		return
-	fi
-	say "installing postfix (for smtp-source and the peer)"
-	export DEBIAN_FRONTEND=noninteractive
-	echo "postfix postfix/main_mailer_type select No configuration" |
-		debconf-set-selections
-	apt-get update -qq >/dev/null
-	apt-get install -y -qq postfix >"$LOGS/apt-postfix.log" 2>&1 ||
-		die "apt-get install postfix failed: see $LOGS/apt-postfix.log"
-	[ -x /usr/sbin/smtp-source ] || die "no /usr/sbin/smtp-source"
-}
-
-build_smalt() {
-	if [ ! -x "$SMALT_BUILD/cli/smaltd" ]; then
-		say "building smalt in $SMALT_BUILD"
-		cmake -S "$SRC_DIR" -B "$SMALT_BUILD" >"$LOGS/cmake.log" 2>&1 &&
-			cmake --build "$SMALT_BUILD" -j2 >>"$LOGS/cmake.log" 2>&1 ||
-			die "build failed: see $LOGS/cmake.log"
-	fi
-	# smaltd started as root drops to the `user` key's account (smalt).
-	if ! id smalt >/dev/null 2>&1 || ! getent group smaltdrop >/dev/null; then
-		"$SRC_DIR/setup.sh" >"$LOGS/setup.log" 2>&1 ||
-			die "setup.sh failed: see $LOGS/setup.log"
-	fi
-}
-
-# The mailbox owner: a system user with its home under WORK. An existing
-# user keeps its home; it must not be a real person's.
-BENCH_HOME=
-setup_user() {
-	if ! getent passwd "$BENCH_USER" >/dev/null; then
-		say "creating system user $BENCH_USER (home $WORK/home/$BENCH_USER)"
-		mkdir -p "$WORK/home"
-		useradd --system --user-group --home-dir "$WORK/home/$BENCH_USER" \
-			--no-create-home --shell /usr/sbin/nologin \
-			--comment "smalt deliver_bench mailbox owner" "$BENCH_USER"
-	fi
-	BENCH_HOME=$(getent passwd "$BENCH_USER" | cut -d: -f6)
-	[ "$(id -u "$BENCH_USER")" -ne 0 ] || die "$BENCH_USER is root"
-	case $BENCH_HOME in
-	"$WORK"/*) ;;
-	*) say "warning: $BENCH_USER's home is $BENCH_HOME, not under $WORK; its Maildir/ is emptied before every run" ;;
-	esac
-	install -d -m 0755 "$(dirname "$BENCH_HOME")"
-	install -d -m 0700 -o "$BENCH_USER" -g "$(id -g "$BENCH_USER")" "$BENCH_HOME"
-}
-
 # ---------------------------------------------------------------- helpers
-# Waits (up to 30 s) until PORT on 127.0.0.1 answers with a 220 greeting.
-wait_greeting() {
-	python3 - "$1" <<'EOF' || die "$2 does not greet on 127.0.0.1:$1"
-import socket, sys, time
-end = time.time() + 30
-while time.time() < end:
-    try:
-        with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5) as s:
-            if s.recv(512).startswith(b"220"):
-                s.sendall(b"QUIT\r\n")
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.2)
-sys.exit(1)
-EOF
-}
-
-port_free() { # port [udp]
-	python3 -c 'import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if len(sys.argv) > 2 else socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)' "$@"
-}
-
-# All processes under (and including) a pid.
-tree_pids() {
-	ps -e -o pid=,ppid= | awk -v root="$1" '
-		{ parent[$1] = $2 }
-		END {
-			want[root] = 1; n = 1
-			while (n) {
-				n = 0
-				for (p in parent)
-					if (!(p in want) && (parent[p] in want)) { want[p] = 1; n = 1 }
-			}
-			for (p in want) if (p in parent) print p
-		}'
-}
-
-count_in() { # pattern file: matching lines, 0 when none
-	grep -c -E -- "$1" "$2" 2>/dev/null || true
-}
-
-files_in() { # dirs...: regular files under them (a file removed meanwhile is no error)
-	{ find "$@" -type f 2>/dev/null || true; } | wc -l
-}
-
 # The mailbox a system delivers to in a mode.
 mailbox_of() { # sys mode
 	case $2 in
@@ -280,21 +162,6 @@ reset_mailboxes() {
 		"$BENCH_HOME/Maildir" "$BENCH_HOME/Maildir/tmp" \
 		"$BENCH_HOME/Maildir/new" "$BENCH_HOME/Maildir/cur"
 }
-
-# Messages in a mailbox, parsed by Python's mailbox module (after a run,
-# to check the count the timed poll saw; no dupes, nothing lost).
-mailbox_count() { # mode path
-	python3 - "$1" "$2" <<'EOF'
-import mailbox, os, sys
-mode, path = sys.argv[1], sys.argv[2]
-if mode == "mbox":
-    print(len(mailbox.mbox(path, create=False)) if os.path.exists(path) else 0)
-else:
-    print(len(mailbox.Maildir(path, factory=None, create=False)) if os.path.isdir(path) else 0)
-EOF
-}
-
-now() { date +%s.%N; }
 
 # The timed run: starts smtp-source, polls the mailbox every 50 ms, stops
 # when it holds N messages, when CAP seconds have passed, or when the
@@ -430,62 +297,20 @@ start_smaltd() { # mode
 	wait_greeting "$SMALT_PORT" smaltd
 }
 
-stop_smaltd() {
-	local pid=$SMALTD_PID kids k left i
-	[ -n "$pid" ] || return 0
-	kids=$(tree_pids "$pid")
-	stop_pid "$pid"
-	SMALTD_PID=
-	# Delivery children it may have left behind end on their own.
-	for i in $(seq 50); do
-		left=
-		for k in $kids; do
-			[ "$k" = "$pid" ] || ! kill -0 "$k" 2>/dev/null || left="$left $k"
-		done
-		[ -n "$left" ] || return 0
-		sleep 0.1
-	done
-	say "warning: smaltd's children outlived it by 5 s:$left"
-}
-
 smaltd_queued() {
 	files_in "$SM_SPOOL"/{incoming,deferred,hold,msg,tmp}
 }
 
 # ---------------------------------------------------------------- postfix
 setup_postfix() {
-	local pc="postconf -c $PF_CONF"
-	mkdir -p "$PF_CONF" "$PF_QUEUE" "$PF_DIR/data"
-	chown postfix "$PF_DIR/data"
-	: >"$PF_CONF/main.cf"
-	# The Debian master.cf, with smtpd on the high port and no chroot.
-	sed -E "s/^smtp( +)inet /127.0.0.1:$POSTFIX_PORT inet /" \
-		/etc/postfix/master.cf >"$PF_CONF/master.cf"
-	grep -q "^127.0.0.1:$POSTFIX_PORT inet" "$PF_CONF/master.cf" ||
-		die "no smtp inet service in /etc/postfix/master.cf"
-	$pc -F -e '*/*/chroot = n'
-	$pc -e \
-		"compatibility_level = 3.6" \
-		"queue_directory = $PF_QUEUE" \
-		"data_directory = $PF_DIR/data" \
-		"maillog_file = $LOGS/postfix.log" \
-		"myhostname = postfix-bench.localdomain" \
+	postfix_instance_setup "$POSTFIX_PORT" \
 		"mydomain = localdomain" \
 		"myorigin = \$myhostname" \
 		"mydestination = $DOMAIN" \
-		"inet_interfaces = 127.0.0.1" \
-		"inet_protocols = ipv4" \
-		"mynetworks = 127.0.0.0/8" \
-		"smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination" \
-		"alias_maps =" "alias_database =" \
 		"local_recipient_maps = unix:passwd.byname" \
 		"relayhost =" \
 		"biff = no" \
-		"mailbox_size_limit = 0" \
-		"smtpd_client_connection_count_limit = 0" \
-		"smtpd_client_connection_rate_limit = 0" \
-		"smtpd_client_message_rate_limit = 0" \
-		"smtpd_client_recipient_rate_limit = 0"
+		"mailbox_size_limit = 0"
 }
 
 configure_postfix() { # mode
@@ -494,40 +319,7 @@ configure_postfix() { # mode
 	mbox) $pc -e "mail_spool_directory = $WORK/postfix/mail" "home_mailbox =" ;;
 	maildir) $pc -e "mail_spool_directory = $WORK/postfix/mail" "home_mailbox = Maildir/" ;;
 	esac
-	postfix -c "$PF_CONF" check >>"$LOGS/postfix-ctl.log" 2>&1 ||
-		die "postfix check failed: see $LOGS/postfix-ctl.log"
-}
-
-start_postfix() {
-	postfix -c "$PF_CONF" start >>"$LOGS/postfix-ctl.log" 2>&1 ||
-		die "postfix start failed: see $LOGS/postfix-ctl.log"
-	PF_STARTED=1
-	wait_greeting "$POSTFIX_PORT" postfix
-}
-
-postfix_master_pid() {
-	local p
-	p=$(tr -d ' \n' <"$PF_QUEUE/pid/master.pid" 2>/dev/null) || true
-	echo "$p"
-}
-
-stop_postfix() {
-	local pid i
-	[ "$PF_STARTED" = 1 ] || return 0
-	pid=$(postfix_master_pid)
-	postfix -c "$PF_CONF" stop >>"$LOGS/postfix-ctl.log" 2>&1 || true
-	if [ -n "$pid" ]; then
-		for i in $(seq 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	PF_STARTED=0
-}
-
-postfix_queued() {
-	files_in "$PF_QUEUE"/{maildrop,incoming,active,deferred,hold}
+	postfix_check
 }
 
 # ---------------------------------------------------------------- per system
@@ -639,12 +431,6 @@ run_one() {
 }
 
 # ---------------------------------------------------------------- report
-median() { # numbers as arguments
-	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1}
-		END { if (NR == 0) print ""; else if (NR % 2) printf "%.3f", v[(NR + 1) / 2];
-		      else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 col_of() { # column of runs.tsv for sys mode sess
 	awk -F'\t' -v c="$1" -v s="$2" -v m="$3" -v n="$4" \
 		'$3 == s && $2 == m && $4 == n {print $c}' "$WORK/runs.tsv"
@@ -673,14 +459,6 @@ accept_cell() { # sys mode sess: median seconds until smtp-source ended
 	# shellcheck disable=SC2046
 	v=$(median $(col_of 10 "$@"))
 	[ -n "$v" ] && printf '%.2f s' "$v" || printf 'n/a'
-}
-
-ratio() { # a b
-	if [ -n "$1" ] && [ -n "$2" ] && [ "$(echo "$2 > 0" | bc -l)" = 1 ]; then
-		printf '%.3g×' "$(echo "$1 / $2" | bc -l)"
-	else
-		printf 'n/a'
-	fi
 }
 
 has_sys() { [[ ",$SYSTEMS," == *",$1,"* ]]; }
@@ -791,8 +569,7 @@ report() {
 			"$BENCH_HOME/Maildir; mailboxes emptied and queues drained before every run."
 		echo "- Client: smtp-source -s N -m M -l $MSG_LEN -f $SENDER -t $RCPT (HELO, one" \
 			"message per connection, no pipelining)."
-		echo "- Machine: nproc $(nproc), $(uname -sr), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2 / 1048576}' /proc/meminfo)," \
-			"WORK $WORK on $FS_WORK."
+		echo "- Machine: $(machine_line)."
 		echo
 		echo "Runs (round, mode, system, sessions, messages sent, in the mailbox when timed," \
 			"seconds, msg/s, flag, seconds until smtp-source ended, in the mailbox after" \
@@ -840,7 +617,7 @@ for mode in "${MODE_LIST[@]}"; do
 	if has_sys postfix; then
 		stop_postfix
 		configure_postfix "$mode"
-		start_postfix
+		start_postfix "$POSTFIX_PORT"
 	fi
 	for round in $(seq "$ROUNDS"); do
 		if [ $((round % 2)) -eq 1 ]; then

@@ -8,7 +8,10 @@
 #   PF_DIR, PF_CONF, PF_QUEUE
 #                the private Postfix instance: its folder, config_directory
 #                and queue_directory
-#   BENCH_USER   (setup_user only) the test user's name
+#   BENCH_USER   (setup_user only) the test user's name; optional:
+#                BENCH_USER_COMMENT, its GECOS when it is created, and
+#                BENCH_HOME_WARNING, which makes a home outside WORK a
+#                warning ending in that text rather than a note
 #
 # and these state variables, which the functions here keep: SMALTD_PID
 # (the foreground smaltd the script started, or empty) and PF_STARTED
@@ -108,6 +111,7 @@ build_smalt() {
 
 # The test user (BENCH_USER): a system user with its home under WORK.
 # An existing user keeps its home; it must not be root. Sets BENCH_HOME.
+# BENCH_USER_COMMENT and BENCH_HOME_WARNING: see the top.
 BENCH_HOME=
 setup_user() {
 	if ! getent passwd "$BENCH_USER" >/dev/null; then
@@ -115,13 +119,19 @@ setup_user() {
 		mkdir -p "$WORK/home"
 		useradd --system --user-group --home-dir "$WORK/home/$BENCH_USER" \
 			--no-create-home --shell /usr/sbin/nologin \
-			--comment "smalt benchmark user" "$BENCH_USER"
+			--comment "${BENCH_USER_COMMENT:-smalt benchmark user}" "$BENCH_USER"
 	fi
 	BENCH_HOME=$(getent passwd "$BENCH_USER" | cut -d: -f6)
 	[ "$(id -u "$BENCH_USER")" -ne 0 ] || die "$BENCH_USER is root"
 	case $BENCH_HOME in
 	"$WORK"/*) ;;
-	*) say "note: $BENCH_USER's home is $BENCH_HOME, not under $WORK" ;;
+	*)
+		if [ -n "${BENCH_HOME_WARNING:-}" ]; then
+			say "warning: $BENCH_USER's home is $BENCH_HOME, not under $WORK; $BENCH_HOME_WARNING"
+		else
+			say "note: $BENCH_USER's home is $BENCH_HOME, not under $WORK"
+		fi
+		;;
 	esac
 	install -d -m 0755 "$(dirname "$BENCH_HOME")"
 	install -d -m 0700 -o "$BENCH_USER" -g "$(id -g "$BENCH_USER")" "$BENCH_HOME"

@@ -11,7 +11,8 @@
 #     before, divided by N.
 #
 # Postfix and OpenSMTPD relay what they accept to one smtp-sink; smaltd
-# does not deliver yet and only queues (its spool is cleared between runs).
+# is told to hold its mail (delivery_concurrency = 0) and only queues (its
+# spool is cleared between runs).
 # Everything listens on 127.0.0.1 only. Needs root: it installs Postfix
 # with apt, unpacks OpenSMTPD (which apt will not install beside Postfix)
 # into a private prefix, and creates OpenSMTPD's users and its compiled-in
@@ -28,7 +29,10 @@ set -Eeuo pipefail
 trap 'echo "smtpd_bench: error: line $LINENO: $BASH_COMMAND (status $?)" >&2' ERR
 
 CMDLINE="$0 $*"
+BENCH=smtpd_bench
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$SRC_DIR/bench/lib.sh"
 SMALT_BUILD=${SMALT_BUILD:-$SRC_DIR/build}
 WORK=/var/tmp/smtpd-bench
 ROUNDS=2
@@ -100,30 +104,12 @@ OS_PREFIX=$OS_DIR/root
 OS_LIBPATH=$OS_PREFIX/lib/x86_64-linux-gnu:$OS_PREFIX/usr/lib/x86_64-linux-gnu
 SMALT_SPOOL=$WORK/smalt-spool
 
-say() { printf '%s smtpd_bench: %s\n' "$(date +%T)" "$*" >&2; }
-die() {
-	say "error: $*"
-	exit 1
-}
-
 # ---------------------------------------------------------------- cleanup
 SMALTD_PID=
 OS_PID=
 SINK_PID=
 IDLE_PID=
 PF_STARTED=0
-
-stop_pid() { # pid: TERM, wait up to 10 s, then KILL
-	local pid=$1 i
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
 	local rc=$?
@@ -142,25 +128,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- install
-pkg_installed() {
-	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
-}
-
-install_postfix() {
-	if pkg_installed postfix && [ -x /usr/sbin/smtp-source ] &&
-		[ -x /usr/sbin/smtp-sink ]; then
-		return
-	fi
-	say "installing postfix (for smtp-source, smtp-sink and the peer)"
-	export DEBIAN_FRONTEND=noninteractive
-	echo "postfix postfix/main_mailer_type select No configuration" |
-		debconf-set-selections
-	apt-get update -qq >/dev/null
-	apt-get install -y -qq postfix >"$LOGS/apt-postfix.log" 2>&1 ||
-		die "apt-get install postfix failed: see $LOGS/apt-postfix.log"
-	[ -x /usr/sbin/smtp-source ] || die "no /usr/sbin/smtp-source"
-}
-
 # Unpacks a .deb fetched with apt-get download into $OS_PREFIX.
 fetch_deb() {
 	local pkg=$1 deb
@@ -198,64 +165,7 @@ install_opensmtpd() {
 	install -d -m 0755 -o root -g root "$OS_CHROOT"
 }
 
-build_smalt() {
-	if [ ! -x "$SMALT_BUILD/cli/smaltd" ]; then
-		say "building smalt in $SMALT_BUILD"
-		cmake -S "$SRC_DIR" -B "$SMALT_BUILD" >"$LOGS/cmake.log" 2>&1 &&
-			cmake --build "$SMALT_BUILD" -j2 >>"$LOGS/cmake.log" 2>&1 ||
-			die "build failed: see $LOGS/cmake.log"
-	fi
-	# smaltd started as root drops to the `user` key's account (smalt).
-	if ! id smalt >/dev/null 2>&1 || ! getent group smaltdrop >/dev/null; then
-		"$SRC_DIR/setup.sh" >"$LOGS/setup.log" 2>&1 ||
-			die "setup.sh failed: see $LOGS/setup.log"
-	fi
-}
-
 # ---------------------------------------------------------------- helpers
-# Waits (up to 30 s) until PORT on 127.0.0.1 answers with a 220 greeting.
-wait_greeting() {
-	python3 - "$1" <<'EOF' || die "$2 does not greet on 127.0.0.1:$1"
-import socket, sys, time
-end = time.time() + 30
-while time.time() < end:
-    try:
-        with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5) as s:
-            if s.recv(512).startswith(b"220"):
-                s.sendall(b"QUIT\r\n")
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.2)
-sys.exit(1)
-EOF
-}
-
-port_free() {
-	python3 -c 'import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)' "$1"
-}
-
-# All processes under (and including) a pid.
-tree_pids() {
-	ps -e -o pid=,ppid= | awk -v root="$1" '
-		{ parent[$1] = $2 }
-		END {
-			want[root] = 1; n = 1
-			while (n) {
-				n = 0
-				for (p in parent)
-					if (!(p in want) && (parent[p] in want)) { want[p] = 1; n = 1 }
-			}
-			for (p in want) if (p in parent) print p
-		}'
-}
-
 # Sum of Pss (KiB) over the processes under a pid; "KIB NPROCS".
 tree_pss() {
 	local pid total=0 n=0 v
@@ -268,12 +178,6 @@ tree_pss() {
 	echo "$total $n"
 }
 
-count_in() { # pattern file: matching lines, 0 when none
-	grep -c -- "$1" "$2" 2>/dev/null || true
-}
-
-now() { date +%s.%N; }
-
 # ---------------------------------------------------------------- smaltd
 start_smaltd() {
 	rm -rf "$SMALT_SPOOL"
@@ -281,79 +185,18 @@ start_smaltd() {
 	"$SMALT_BUILD/cli/smaltd" -d -o "listen=127.0.0.1:$SMALT_PORT" \
 		-o "spool_dir=$SMALT_SPOOL" -o max_connections=2000 \
 		-o max_connections_per_ip=2000 -o log=stderr \
+		-o delivery_concurrency=0 \
 		>>"$LOGS/smaltd.log" 2>&1 &
 	SMALTD_PID=$!
 	wait_greeting "$SMALT_PORT" smaltd
 }
 
-stop_smaltd() {
-	stop_pid "$SMALTD_PID"
-	SMALTD_PID=
-}
-
 # ---------------------------------------------------------------- postfix
 setup_postfix() {
-	local pc="postconf -c $PF_CONF"
-	mkdir -p "$PF_CONF" "$PF_QUEUE" "$PF_DIR/data"
-	chown postfix "$PF_DIR/data"
-	: >"$PF_CONF/main.cf"
-	# The Debian master.cf, with smtpd on the high port and no chroot.
-	sed -E "s/^smtp( +)inet /127.0.0.1:$POSTFIX_PORT inet /" \
-		/etc/postfix/master.cf >"$PF_CONF/master.cf"
-	grep -q "^127.0.0.1:$POSTFIX_PORT inet" "$PF_CONF/master.cf" ||
-		die "no smtp inet service in /etc/postfix/master.cf"
-	$pc -F -e '*/*/chroot = n'
-	$pc -e \
-		"compatibility_level = 3.6" \
-		"queue_directory = $PF_QUEUE" \
-		"data_directory = $PF_DIR/data" \
-		"maillog_file = $LOGS/postfix.log" \
-		"myhostname = postfix-bench.localdomain" \
-		"inet_interfaces = 127.0.0.1" \
-		"inet_protocols = ipv4" \
+	postfix_instance_setup "$POSTFIX_PORT" \
 		"mydestination =" \
 		"relayhost = [127.0.0.1]:$SINK_PORT" \
-		"mynetworks = 127.0.0.0/8" \
-		"smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination" \
-		"alias_maps =" "alias_database =" \
-		"default_process_limit = $((IDLE + 100 > 200 ? IDLE + 100 : 200))" \
-		"smtpd_client_connection_count_limit = 0" \
-		"smtpd_client_connection_rate_limit = 0" \
-		"smtpd_client_message_rate_limit = 0" \
-		"smtpd_client_recipient_rate_limit = 0"
-}
-
-start_postfix() {
-	postfix -c "$PF_CONF" start >>"$LOGS/postfix-ctl.log" 2>&1 ||
-		die "postfix start failed: see $LOGS/postfix-ctl.log"
-	PF_STARTED=1
-	wait_greeting "$POSTFIX_PORT" postfix
-}
-
-postfix_master_pid() {
-	local p
-	p=$(tr -d ' \n' <"$PF_QUEUE/pid/master.pid" 2>/dev/null) || true
-	echo "$p"
-}
-
-stop_postfix() {
-	local pid i
-	[ "$PF_STARTED" = 1 ] || return 0
-	pid=$(postfix_master_pid)
-	postfix -c "$PF_CONF" stop >>"$LOGS/postfix-ctl.log" 2>&1 || true
-	if [ -n "$pid" ]; then
-		for i in $(seq 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	PF_STARTED=0
-}
-
-# find fails when the server removes a file under it: not an error here.
-postfix_queued() {
-	{ find "$PF_QUEUE"/{maildrop,incoming,active,deferred,hold} -type f 2>/dev/null || true; } | wc -l
+		"default_process_limit = $((IDLE + 100 > 200 ? IDLE + 100 : 200))"
 }
 
 # ---------------------------------------------------------------- opensmtpd
@@ -400,7 +243,7 @@ stop_opensmtpd() {
 }
 
 opensmtpd_queued() {
-	{ find "$OS_SPOOL"/{incoming,queue,temporary} -type f 2>/dev/null || true; } | wc -l
+	files_in "$OS_SPOOL"/{incoming,queue,temporary}
 }
 
 # ---------------------------------------------------------------- sink
@@ -443,7 +286,7 @@ root_pid_of() {
 # per message accepted with 250.
 committed() {
 	case $1 in
-	smaltd) count_in ' nrcpt=' "$LOGS/smaltd.log" ;;
+	smaltd) count_in 'smalt/smtpd\[[0-9]+\]: .*\(queued\)$' "$LOGS/smaltd.log" ;;
 	postfix) count_in 'postfix/qmgr.*: from=<' "$LOGS/postfix.log" ;;
 	opensmtpd) count_in ' smtp message msgid=' "$LOGS/opensmtpd.log" ;;
 	esac
@@ -611,7 +454,9 @@ measure_idle() {
 }
 
 # ---------------------------------------------------------------- report
-median() { # numbers as arguments
+# Not lib's median: one decimal (the table rounds from it, the ratios divide
+# it), and 0.0 rather than nothing when there are no numbers.
+median1() { # numbers as arguments
 	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1}
 		END { if (NR == 0) print ""; else if (NR % 2) printf "%.1f", v[(NR + 1) / 2];
 		      else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
@@ -622,7 +467,7 @@ rate_cell() { # sys sess: median rate, marked when any run was cut off/failed
 	vals=$(awk -F'\t' -v s="$1" -v n="$2" '$2 == s && $3 == n {print $7}' "$WORK/runs.tsv")
 	flags=$(awk -F'\t' -v s="$1" -v n="$2" '$2 == s && $3 == n && $8 != "ok" {print $8}' "$WORK/runs.tsv" | sort -u | tr '\n' ' ')
 	# shellcheck disable=SC2086
-	printf '%s' "$(median $vals | awk '{printf "%.0f", $1}')"
+	printf '%s' "$(median1 $vals | awk '{printf "%.0f", $1}')"
 	case $flags in *capped*) printf '†' ;; esac
 	case $flags in *failed* | *mismatch*) printf '‡' ;; esac
 }
@@ -631,15 +476,7 @@ rate_num() {
 	local vals
 	vals=$(awk -F'\t' -v s="$1" -v n="$2" '$2 == s && $3 == n {print $7}' "$WORK/runs.tsv")
 	# shellcheck disable=SC2086
-	median $vals
-}
-
-ratio() { # a b
-	if [ -n "$1" ] && [ -n "$2" ] && [ "$(echo "$2 > 0" | bc -l)" = 1 ]; then
-		printf '%.3g×' "$(echo "$1 / $2" | bc -l)"
-	else
-		printf 'n/a'
-	fi
+	median1 $vals
 }
 
 has_sys() { [[ ",$SYSTEMS," == *",$1,"* ]]; }
@@ -714,8 +551,8 @@ report() {
 		echo "Durability and setup as measured:"
 		echo "- smaltd $SMALT_VERSION (commit $SMALT_REV, build $SMALT_BUILD): fsyncs" \
 			"message and envelope files (two fsyncs per message, in one commit thread)" \
-			"and its two queue directories (once per batch) before 250 (SPEC §4); does" \
-			"not deliver yet, only queues (spool emptied before each run); recipient" \
+			"and its two queue directories (once per batch) before 250 (SPEC §4); holds" \
+			"its mail (delivery_concurrency = 0), only queues (spool emptied before each run); recipient" \
 			"root@localhost; spool $SMALT_SPOOL."
 		echo "- Postfix $PF_VERSION: default durability (cleanup fsyncs the queue file" \
 			"before 250); queue $PF_QUEUE; relays to smtp-sink while accepting;" \
@@ -727,8 +564,7 @@ report() {
 			"limited to /etc/hosts (private resolv.conf) like the other two."
 		echo "- Client: smtp-source -s N -m M -l $MSG_LEN (HELO, one message per" \
 			"connection, no pipelining); sink: smtp-sink on 127.0.0.1:$SINK_PORT."
-		echo "- Machine: nproc $(nproc), $(uname -sr), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2 / 1048576}' /proc/meminfo)," \
-			"WORK $WORK on $FS_WORK," \
+		echo "- Machine: $(machine_line)," \
 			"$OS_SPOOL on $FS_OS$([ "$DEV_WORK" = "$DEV_OS" ] && echo " (same filesystem)" || echo " (DIFFERENT filesystem!)")."
 		echo
 		echo "Runs (round, system, sessions, messages asked, committed, seconds, msg/s, flag, smtp-source stderr lines):"
@@ -772,7 +608,8 @@ DEV_OS=$(stat -c %d "$(dirname "$OS_SPOOL")")
 FS_OS=$(df -T "$(dirname "$OS_SPOOL")" | awk 'NR == 2 {print $2 " " $1 " (" $7 ")"}')
 [ "$DEV_WORK" = "$DEV_OS" ] || say "warning: $WORK and $OS_SPOOL are on different filesystems"
 PF_VERSION=$(dpkg-query -W -f='${Version}' postfix 2>/dev/null || echo '?')
-OS_VERSION=$(zcat "$OS_PREFIX/usr/share/doc/opensmtpd/changelog.Debian.gz" 2>/dev/null |
+# (not unpacked when -S leaves OpenSMTPD out and WORK is new: "?")
+OS_VERSION=$({ zcat "$OS_PREFIX/usr/share/doc/opensmtpd/changelog.Debian.gz" 2>/dev/null || true; } |
 	sed -n '1s/.*(\(.*\)).*/\1/p')
 OS_VERSION=${OS_VERSION:-?}
 SMALT_REV=$(git -C "$SRC_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')
@@ -785,7 +622,7 @@ has_sys opensmtpd && say "OpenSMTPD does not fsync before 250 and listens with a
 start_sink
 if has_sys postfix; then
 	setup_postfix
-	start_postfix
+	start_postfix "$POSTFIX_PORT"
 fi
 if has_sys opensmtpd; then
 	setup_opensmtpd
@@ -817,7 +654,7 @@ if [ "$IDLE" -gt 0 ]; then
 	for sys in "${SYS_LIST[@]}"; do
 		case $sys in
 		smaltd) start_smaltd ;;
-		postfix) start_postfix ;;
+		postfix) start_postfix "$POSTFIX_PORT" ;;
 		opensmtpd) start_opensmtpd ;;
 		esac
 		measure_idle "$sys"
