@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 SMALT_BUILD = os.environ.get("SMALT_BUILD")
 SMALT_SRC = os.environ.get("SMALT_SRC")
@@ -440,6 +441,7 @@ class Checker:
         self.passed = 0
         self.failed = 0
         self.failures = []
+        self.t0 = time.monotonic()
 
     def check(self, name, cond, detail=""):
         if cond:
@@ -464,6 +466,23 @@ class Checker:
     def finish(self):
         print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
         return 0 if self.failed == 0 and self.passed > 0 else 1
+
+    # Sections of a test script: a title, a skip note, and a runner for
+    # which an exception is one failed check, not the end of the script.
+    def section(self, title):
+        print("# %s (at %.1f s)" % (title, time.monotonic() - self.t0),
+              flush=True)
+
+    def skip(self, what):
+        print("SKIP - %s" % what, flush=True)
+
+    def run(self, name, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            self.error("%s: section ran to its end" % name, e)
+            return None
 
 
 # ---------------------------------------------------------------------

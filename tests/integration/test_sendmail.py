@@ -29,7 +29,6 @@ import stat
 import subprocess
 import sys
 import time
-import traceback
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -67,22 +66,9 @@ stop1 stop2 held1 held2 held3 hostbox good""".split()
 
 
 # ---------------------------------------------------------------- helpers
-def section(title):
-    print("# %s (at %.1f s)" % (title, time.monotonic() - T0), flush=True)
-
-
-def skip(what):
-    print("SKIP - %s" % what, flush=True)
-
-
-def run(name, fn, *args):
-    """Runs one section; an exception is one failed check, not the end."""
-    try:
-        return fn(*args)
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        C.error("%s: section ran to its end" % name, e)
-        return None
+section = C.section
+skip = C.skip
+run = C.run
 
 
 def mkdir(path, mode=0o755, owner=None):
