@@ -22,8 +22,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (md.env.nrcpt == 0 || md.msg == NULL ||
 		     md.msg + md.msg_len != buf + size))
 			abort();
+		if (md.request != NULL && md.request_arg != NULL &&
+		    md.request_arg[0] == '\0')
+			abort(); /* an argument is absent or not empty */
 		envelope_free(&md.env);
 		free(md.request);
+		free(md.request_arg);
 	} else if (errstr == NULL) {
 		abort();
 	}
