@@ -18,7 +18,7 @@ build-essential cmake pkg-config
 libssl-dev libevent-dev libc-ares-dev libspf2-dev libcrypt-dev
 clang libclang-rt-14-dev clang-format
 python3 swaks ca-certificates passwd procps util-linux mount
-dnsmasq-base
+dnsmasq-base python3-aiosmtpd
 "
 
 missing=""
