@@ -5,6 +5,7 @@
 #ifndef SMALT_RESULT_H
 #define SMALT_RESULT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 enum deliver_status {
@@ -24,6 +25,9 @@ struct deliver_result {
 void deliver_result_set(struct deliver_result *r, enum deliver_status status,
 			const char *dsn, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+void deliver_result_vset(struct deliver_result *r, enum deliver_status status,
+			 const char *dsn, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 /* Copies n octets of raw message text from in to out with every CRLF
  * turned into LF, also when the pair is split between two calls: a CR at

@@ -256,12 +256,9 @@ static void
 set_rcpt(struct smtp_client *c, size_t i, enum deliver_status st,
 	 const char *dsn, const char *fmt, ...)
 {
-	struct deliver_result *r = &c->out.rcpt[i];
 	va_list ap;
-	r->status = st;
-	smalt_strlcpy(r->dsn, dsn, sizeof(r->dsn));
 	va_start(ap, fmt);
-	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+	deliver_result_vset(&c->out.rcpt[i], st, dsn, fmt, ap);
 	va_end(ap);
 	c->final[i] = 1;
 }
