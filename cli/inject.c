@@ -575,7 +575,8 @@ add_from(struct strbuf *b, const struct inject_opts *o)
 	struct strbuf name = {NULL, 0, 0}, line = {NULL, 0, 0};
 	if (o->full_name != NULL)
 		add_no_ctl(&name, o->full_name, strlen(o->full_name));
-	const char *s = name.s, *e = name.s + name.len;
+	/* No name: nothing to trim (and NULL + 0 is undefined in C). */
+	const char *s = name.s, *e = name.s ? name.s + name.len : NULL;
 	if (s != NULL)
 		text_trim(&s, &e);
 	strbuf_adds(&line, "From: ");
