@@ -295,6 +295,80 @@ cmd_show_message(const struct smalt_conf *conf, const char *id)
 	return fd < 0 ? 1 : 0;
 }
 
+/* -- show stats */
+
+/* "name N" lines of state/FILE into the matching counters. */
+static void
+read_counters(struct queue *q, const char *file, const char *const *names,
+	      unsigned long *v, size_t n)
+{
+	size_t len;
+	char *text = queue_state_read(q, file, &len);
+	for (char *line = text; line != NULL && *line != '\0';) {
+		char *nl = strchr(line, '\n');
+		if (nl != NULL)
+			*nl = '\0';
+		for (size_t i = 0; i < n; i++) {
+			size_t k = strlen(names[i]);
+			if (strncmp(line, names[i], k) == 0 && line[k] == ' ')
+				v[i] = strtoul(line + k + 1, NULL, 10);
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	free(text);
+}
+
+static int
+count_one(struct queue *q, enum queue_dir dir, const char *id, void *arg)
+{
+	(void)q;
+	(void)dir;
+	(void)id;
+	(*(unsigned long *)arg)++;
+	return 0;
+}
+
+/* Counters since the daemon started, as its parts last wrote them (at
+ * most a few seconds old), and the messages in the queue now. */
+static int
+cmd_show_stats(const struct smalt_conf *conf, int json)
+{
+	static const char *const names[] = {
+	    "received", "delivered",   "deferred",  "bounced",
+	    "rejected", "connections", "queue_size"};
+	unsigned long v[SMALT_NELEM(names)] = {0};
+	struct queue *q = open_spool(conf);
+	static const char *const smtpd_names[] = {"received", "rejected",
+						  "connections"};
+	unsigned long sv[3] = {0};
+	read_counters(q, "smtpd", smtpd_names, sv, 3);
+	v[0] = sv[0];
+	v[4] = sv[1];
+	v[5] = sv[2];
+	read_counters(q, "qmgr", names + 1, v + 1, 3);
+	/* received: over SMTP and from sendmail, as pflogsumm counts. */
+	static const char *const picked[] = {"picked_up"};
+	unsigned long pv = 0;
+	read_counters(q, "qmgr", picked, &pv, 1);
+	v[0] += pv;
+	static const enum queue_dir dirs[] = {QDIR_INCOMING, QDIR_DEFERRED,
+					      QDIR_HOLD};
+	for (size_t i = 0; i < SMALT_NELEM(dirs); i++)
+		queue_scan(q, dirs[i], count_one, &v[6]);
+	queue_close(q);
+	if (json)
+		printf("{");
+	for (size_t i = 0; i < SMALT_NELEM(names); i++) {
+		if (json)
+			printf("%s\"%s\":%lu", i ? "," : "", names[i], v[i]);
+		else
+			printf("%s=%lu\n", names[i], v[i]);
+	}
+	if (json)
+		printf("}\n");
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -350,12 +424,13 @@ main(int argc, char **argv)
 		   strcmp(args[0], "message") == 0) {
 		rc = cmd_show_message(conf, args[1]);
 	} else if (strcmp(cmd, "show") == 0 && nargs == 1 &&
-		   (strcmp(args[0], "hosts") == 0 ||
-		    strcmp(args[0], "stats") == 0)) {
+		   strcmp(args[0], "stats") == 0) {
+		rc = cmd_show_stats(conf, json);
+	} else if (strcmp(cmd, "show") == 0 && nargs == 1 &&
+		   strcmp(args[0], "hosts") == 0) {
 		fprintf(stderr,
-			"smaltctl: show %s: not available in this version "
-			"(it comes with the smtp channel)\n",
-			args[0]);
+			"smaltctl: show hosts: not available in this version "
+			"(it comes with the smtp channel)\n");
 		rc = EX_UNAVAILABLE;
 	} else {
 		usage();

@@ -36,6 +36,10 @@
 #include "smtpd/listener.h"
 #include "smtpd/smtpd.h"
 
+/* Seconds between writes of the counters that smaltctl show stats
+ * reads (only when they changed). */
+#define SMALTD_STATS_INTERVAL 5
+
 /* The group whose members (through the sendmail program) may drop files
  * into maildrop/, as Postfix's postdrop. Created by setup.sh. */
 #define MAILDROP_GROUP "smaltdrop"
@@ -291,7 +295,31 @@ struct smtpd_proc {
 	struct smtpd *smtpd;
 	struct event_base *base;
 	int stopping;
+	struct smtpd_stats saved; /* what state/smtpd says now */
 };
+
+/* The counters for smaltctl show stats, written when they changed. */
+static void
+save_smtpd_stats(struct smtpd_proc *sp)
+{
+	const struct smtpd_stats *st = smtpd_stats(sp->smtpd);
+	if (memcmp(st, &sp->saved, sizeof(*st)) == 0)
+		return;
+	char buf[160];
+	int n = snprintf(buf, sizeof(buf),
+			 "received %lu\nrejected %lu\nconnections %lu\n",
+			 st->received, st->rejected, st->connections);
+	if (queue_state_write(sp->d->queue, "smtpd", buf, (size_t)n) == 0)
+		sp->saved = *st;
+}
+
+static void
+on_stats_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	save_smtpd_stats(arg);
+}
 
 static void
 stop_loop(void *arg)
@@ -403,7 +431,15 @@ run_smtpd(struct daemon *d, int ready_wr)
 	 * the log only. */
 	if (!d->opt.foreground)
 		detach_stdio();
+	struct event *ev_stats =
+	    event_new(sp.base, -1, EV_PERSIST, on_stats_timer, &sp);
+	struct timeval every = {SMALTD_STATS_INTERVAL, 0};
+	memset(&sp.saved, 0xff, sizeof(sp.saved)); /* written once at start */
+	save_smtpd_stats(&sp);
+	event_add(ev_stats, &every);
 	event_base_dispatch(sp.base);
+	save_smtpd_stats(&sp);
+	event_free(ev_stats);
 	smtpd_free(sp.smtpd);
 	event_free(ev_term);
 	event_free(ev_int);

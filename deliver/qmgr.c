@@ -87,6 +87,10 @@ struct qmgr {
 	unsigned long next_job;
 	int stopping;
 	int heap_turn; /* alternate between new mail and retries */
+	/* Recipient results since start, for smaltctl show stats. */
+	unsigned long delivered, deferred, bounced, picked_up;
+	unsigned long saved_sum; /* the total last written */
+	struct event *ev_stats;
 };
 
 static void fill(struct qmgr *q);
@@ -251,6 +255,41 @@ id_arrival_us(const char *id)
 }
 
 static void
+count_result(struct qmgr *q, const struct deliver_result *r)
+{
+	if (r->status == DELIVER_OK)
+		q->delivered++;
+	else if (r->status == DELIVER_DEFER)
+		q->deferred++;
+	else
+		q->bounced++;
+}
+
+static void
+save_stats(struct qmgr *q)
+{
+	unsigned long sum =
+	    q->delivered + q->deferred + q->bounced + q->picked_up;
+	if (sum == q->saved_sum && sum != 0)
+		return;
+	char buf[160];
+	int n = snprintf(buf, sizeof(buf),
+			 "delivered %lu\ndeferred %lu\nbounced %lu\n"
+			 "picked_up %lu\n",
+			 q->delivered, q->deferred, q->bounced, q->picked_up);
+	if (queue_state_write(q->p->queue, "qmgr", buf, (size_t)n) == 0)
+		q->saved_sum = sum;
+}
+
+static void
+on_stats_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	save_stats(arg);
+}
+
+static void
 set_rcpt_result(struct qmsg *m, size_t i, const struct deliver_result *r)
 {
 	struct env_rcpt *rc = &m->env.rcpt[i];
@@ -273,13 +312,14 @@ set_rcpt_result(struct qmsg *m, size_t i, const struct deliver_result *r)
 /* A result the qmgr decides itself (error channel, a channel not built
  * yet, expiry), logged as the channel would. */
 static void
-local_result(struct qmsg *m, size_t i, const char *part,
+local_result(struct qmgr *q, struct qmsg *m, size_t i, const char *part,
 	     const struct deliver_result *r)
 {
 	uint64_t now = now_usec();
 	struct delivery_times t = {m->arrival_us, m->active_us, now, now, now};
 	delivery_log(part, m->env.id, m->env.rcpt[i].address, NULL, "none", &t,
 		     r);
+	count_result(q, r);
 	set_rcpt_result(m, i, r);
 }
 
@@ -481,7 +521,7 @@ route_rcpt(struct qmgr *q, struct qmsg *m, size_t i)
 	case CHANNEL_ERROR:
 		deliver_result_set(&res, DELIVER_BOUNCE, "5.0.0", "%s",
 				   r->text[0] ? r->text : "mail refused");
-		local_result(m, i, "error", &res);
+		local_result(q, m, i, "error", &res);
 		break;
 	case CHANNEL_SMTP:
 	case CHANNEL_RELAY:
@@ -490,7 +530,7 @@ route_rcpt(struct qmgr *q, struct qmsg *m, size_t i)
 				   "version of smalt; mail for %s waits in the "
 				   "queue",
 				   channel_name(r->channel), domain);
-		local_result(m, i, channel_name(r->channel), &res);
+		local_result(q, m, i, channel_name(r->channel), &res);
 		break;
 	}
 }
@@ -510,7 +550,7 @@ expire(struct qmgr *q, struct qmsg *m)
 		    days ? days : q->conf->queue_lifetime,
 		    days ? (days == 1 ? " day" : " days") : " seconds",
 		    r->reason[0] ? "; last reason: " : "", r->reason);
-		local_result(m, i, "qmgr", &res);
+		local_result(q, m, i, "qmgr", &res);
 	}
 }
 
@@ -642,6 +682,7 @@ apply(struct qmgr *q, const struct agent_result *r)
 	q->nrunning--;
 	j->dest->running--;
 	struct qmsg *m = j->m;
+	count_result(q, &r->r);
 	set_rcpt_result(m, j->rcpt, &r->r);
 	dest_release(q, j->dest);
 	route_argv_free(j->argv);
@@ -842,6 +883,9 @@ pick_up(struct qmgr *q, const char *name)
 	switch (pickup_file(q->p->queue, q->conf, name, &req)) {
 	case PICKUP_REQUEST:
 		run_request(q, &req);
+		break;
+	case PICKUP_QUEUED:
+		q->picked_up++;
 		break;
 	case PICKUP_RETRY: {
 		/* sendmail has exited 0: nobody else will bring it back. */
@@ -1054,6 +1098,10 @@ qmgr_main(struct qmgr_params *p)
 	    event_new(q.base, q.watch_fd, EV_READ | EV_PERSIST, on_watch, &q);
 	q.ev_timer = evtimer_new(q.base, on_timer, &q);
 	q.ev_maildrop = evtimer_new(q.base, on_maildrop_timer, &q);
+	q.ev_stats = event_new(q.base, -1, EV_PERSIST, on_stats_timer, &q);
+	struct timeval every = {QMGR_STATS_INTERVAL, 0};
+	event_add(q.ev_stats, &every);
+	save_stats(&q);
 	struct event *ev_term = evsignal_new(q.base, SIGTERM, on_term, &q);
 	struct event *ev_int = evsignal_new(q.base, SIGINT, on_term, &q);
 	struct event *ev_hup = evsignal_new(q.base, SIGHUP, on_hup, &q);
@@ -1094,7 +1142,9 @@ qmgr_main(struct qmgr_params *p)
 	event_free(q.ev_sock);
 	event_free(q.ev_watch);
 	event_free(q.ev_timer);
+	save_stats(&q);
 	event_free(q.ev_maildrop);
+	event_free(q.ev_stats);
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

@@ -32,6 +32,9 @@
 #define QMGR_MAILDROP_RETRY 30
 #define QMGR_MAILDROP_SWEEP 300
 #define QMGR_MAILDROP_STALE 3600
+/* Seconds between writes of state/qmgr, the delivery counters that
+ * smaltctl show stats reads (only when they changed). */
+#define QMGR_STATS_INTERVAL 5
 
 struct qmgr_params {
 	int agent_sock; /* SOCK_SEQPACKET to the delivery agent */

@@ -35,6 +35,7 @@ enum queue_dir {
 	QDIR_HOLD,
 	QDIR_CORRUPT,
 	QDIR_MAILDROP,
+	QDIR_STATE, /* the daemon's own small files: counters, host cache */
 	QDIR_COUNT
 };
 
@@ -118,6 +119,14 @@ int queue_remove(struct queue *q, enum queue_dir dir, const char *id);
 /* Moves the envelope and message file of id to corrupt/ and logs why. */
 int queue_quarantine(struct queue *q, enum queue_dir dir, const char *id,
 		     const char *why);
+
+/* state/NAME: small files the daemon keeps for itself and smaltctl
+ * (counters, later the host cache), replaced whole by write + rename.
+ * Not fsync'd: they are worth nothing after a machine crash. read
+ * returns a malloc'd NUL-terminated text or NULL with errno. */
+int queue_state_write(struct queue *q, const char *name, const char *text,
+		      size_t len);
+char *queue_state_read(struct queue *q, const char *name, size_t *len);
 
 /* Opens the message file for reading (O_RDONLY, O_CLOEXEC). */
 int queue_msg_open(struct queue *q, const char *id);

@@ -19,7 +19,7 @@ static const char *const dir_names[QDIR_COUNT] = {
     [QDIR_TMP] = "tmp",		  [QDIR_MSG] = "msg",
     [QDIR_INCOMING] = "incoming", [QDIR_DEFERRED] = "deferred",
     [QDIR_HOLD] = "hold",	  [QDIR_CORRUPT] = "corrupt",
-    [QDIR_MAILDROP] = "maildrop",
+    [QDIR_MAILDROP] = "maildrop", [QDIR_STATE] = "state",
 };
 
 /* Shares one directory fsync among every committer whose rename happened
@@ -221,8 +221,10 @@ queue_open(const char *spool_dir, uid_t owner, gid_t group, char *err,
 		mode_t mode = dir_mode(d, group != (gid_t)-1);
 		snprintf(path, sizeof(path), "%s/%s", spool_dir, dir_names[d]);
 		if (make_dir(path, mode, owner,
-			     d == QDIR_MSG || d == QDIR_CORRUPT ? (gid_t)-1
-								: group) != 0 ||
+			     d == QDIR_MSG || d == QDIR_CORRUPT ||
+				     d == QDIR_STATE
+				 ? (gid_t)-1
+				 : group) != 0 ||
 		    (q->dirfd[d] =
 			 open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -564,6 +566,34 @@ queue_env_read(struct queue *q, enum queue_dir dir, const char *id,
 	if (rc != 0)
 		errno = EINVAL;
 	return rc;
+}
+
+int
+queue_state_write(struct queue *q, const char *name, const char *text,
+		  size_t len)
+{
+	char tmp[300];
+	snprintf(tmp, sizeof(tmp), ".%s.new", name);
+	int fd =
+	    openat(q->dirfd[QDIR_STATE], tmp,
+		   O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	int rc = write_all(fd, text, len);
+	if (close(fd) != 0)
+		rc = -1;
+	if (rc == 0)
+		rc = renameat(q->dirfd[QDIR_STATE], tmp, q->dirfd[QDIR_STATE],
+			      name);
+	if (rc != 0)
+		unlinkat(q->dirfd[QDIR_STATE], tmp, 0);
+	return rc;
+}
+
+char *
+queue_state_read(struct queue *q, const char *name, size_t *len)
+{
+	return read_file_at(q->dirfd[QDIR_STATE], name, 1024 * 1024, len, NULL);
 }
 
 int

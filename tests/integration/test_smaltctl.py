@@ -152,6 +152,24 @@ def main():
                     d.wait_log(r"%s: removed" % third, 15))
         rc, _, err = ctl(d, "show", "hosts")
         C.check("show hosts: not in this version (69)", rc == 69, err)
+        # counters reach the file within a few seconds
+        def stats():
+            rc, out, _ = ctl(d, "show", "stats", "--json")
+            return json.loads(out) if rc == 0 else None
+        want = {"received", "delivered", "deferred", "bounced", "rejected",
+                "connections", "queue_size"}
+        st = stats()
+        C.check("show stats --json: the keys of SPEC 9", st is not None and
+                set(st) == want, st)
+        C.check("show stats: received and delivered counted", H.wait_for(
+            lambda: (stats() or {}).get("received", 0) >= 3 and
+            (stats() or {}).get("delivered", 0) >= 2, 15), stats())
+        C.check("show stats: deferrals counted", (stats() or {}).get(
+            "deferred", 0) >= 2, stats())
+        rc, out, _ = ctl(d, "show", "stats")
+        C.check("show stats: text form, same words",
+                rc == 0 and "queue_size=" in out and "delivered=" in out,
+                out)
         rc, out, _ = ctl(d, "stop")
         C.check("stop: exit 0 once the daemon is gone",
                 rc == 0 and not d.alive() or H.wait_for(
