@@ -757,11 +757,9 @@ on_bs_done(evutil_socket_t fd, short what, void *arg)
 static void
 remove_private_queue(const char *dir)
 {
-	static const char *const sub[] = {"tmp",      "msg",  "incoming",
-					  "deferred", "hold", "corrupt",
-					  "maildrop"};
-	for (size_t i = 0; i < SMALT_NELEM(sub); i++) {
-		char *path = xasprintf("%s/%s", dir, sub[i]);
+	for (int i = 0; i < QDIR_COUNT; i++) {
+		char *path =
+		    xasprintf("%s/%s", dir, queue_dir_name((enum queue_dir)i));
 		DIR *d = opendir(path);
 		struct dirent *e;
 		while (d != NULL && (e = readdir(d)) != NULL)
