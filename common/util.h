@@ -52,6 +52,10 @@ int fsync_dir(const char *path);
  * "Sun, 29 Nov 2026 05:41:54 +0000". buf should hold 40 bytes. */
 char *rfc5322_date(time_t t, char *buf, size_t len);
 
+/* The strict decimal of the spool's own file formats: digits only, no
+ * sign, no leading zeros, at most max. 0, or -1. */
+int parse_decimal(const char *s, uint64_t max, uint64_t *out);
+
 /* Wall clock in microseconds since the epoch. */
 uint64_t now_usec(void);
 

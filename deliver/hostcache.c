@@ -672,30 +672,11 @@ next_line(struct cursor *c)
 	}
 }
 
-/* Decimal, no sign, no leading zeros. */
-static int
-parse_uint(const char *s, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-	if (*s == '\0' || (s[0] == '0' && s[1] != '\0'))
-		return -1;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		unsigned d = (unsigned)(*s - '0');
-		if (v > (max - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
-}
-
 static int
 parse_time(const char *s, time_t *out)
 {
 	uint64_t v;
-	if (parse_uint(s, (uint64_t)HC_TIME_MAX, &v) != 0)
+	if (parse_decimal(s, (uint64_t)HC_TIME_MAX, &v) != 0)
 		return -1;
 	*out = (time_t)v;
 	return 0;
@@ -738,7 +719,7 @@ parse_state(struct cursor *c, struct hostcache_entry *e)
 		e->down = 1;
 	else
 		return "bad state";
-	if (parse_uint(c->f[4], HC_FAILURES_MAX, &v) != 0)
+	if (parse_decimal(c->f[4], HC_FAILURES_MAX, &v) != 0)
 		return "bad failure count";
 	e->failures = (unsigned)v;
 	if (parse_time(c->f[5], &e->since) != 0 ||

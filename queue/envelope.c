@@ -186,28 +186,10 @@ next_record(struct cursor *c, const char *key, int nfields)
 }
 
 static int
-parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-	if (*s == '\0' || (s[0] == '0' && s[1] != '\0'))
-		return -1;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		unsigned d = (unsigned)(*s - '0');
-		if (v > (max - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
-}
-
-static int
 parse_time(const char *s, time_t *out)
 {
 	uint64_t v;
-	if (parse_u64(s, (uint64_t)INT64_MAX / 2, &v) != 0)
+	if (parse_decimal(s, (uint64_t)INT64_MAX / 2, &v) != 0)
 		return -1;
 	*out = (time_t)v;
 	return 0;
@@ -296,14 +278,14 @@ parse_header(struct cursor *c, struct envelope *env, const char **errstr)
 		return -1;
 	}
 	NEED("size", 1, "bad size record");
-	if (parse_u64(c->fields[1], UINT64_MAX, &env->size) != 0) {
+	if (parse_decimal(c->fields[1], UINT64_MAX, &env->size) != 0) {
 		*errstr = "bad size";
 		return -1;
 	}
 	NEED("sender", 1, "bad sender record");
 	envelope_set(&env->sender, c->fields[1]);
 	NEED("attempts", 1, "bad attempts record");
-	if (parse_u64(c->fields[1], 1000000, &v) != 0) {
+	if (parse_decimal(c->fields[1], 1000000, &v) != 0) {
 		*errstr = "bad attempts count";
 		return -1;
 	}
@@ -317,7 +299,7 @@ parse_header(struct cursor *c, struct envelope *env, const char **errstr)
 	NEED("uid", 1, "bad uid record");
 	if (strcmp(c->fields[1], "-1") == 0)
 		env->uid = -1;
-	else if (parse_u64(c->fields[1], 0xffffffffu, &v) == 0)
+	else if (parse_decimal(c->fields[1], 0xffffffffu, &v) == 0)
 		env->uid = (long)v;
 	else {
 		*errstr = "bad uid";
