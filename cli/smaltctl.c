@@ -345,12 +345,15 @@ cmd_show_stats(const struct smalt_conf *conf, int json)
 	v[0] = sv[0];
 	v[4] = sv[1];
 	v[5] = sv[2];
-	read_counters(q, "qmgr", names + 1, v + 1, 3);
 	/* received: over SMTP and from sendmail, as pflogsumm counts. */
-	static const char *const picked[] = {"picked_up"};
-	unsigned long pv = 0;
-	read_counters(q, "qmgr", picked, &pv, 1);
-	v[0] += pv;
+	static const char *const qmgr_names[] = {"delivered", "deferred",
+						 "bounced", "picked_up"};
+	unsigned long qv[4] = {0};
+	read_counters(q, "qmgr", qmgr_names, qv, 4);
+	v[0] += qv[3];
+	v[1] = qv[0];
+	v[2] = qv[1];
+	v[3] = qv[2];
 	static const enum queue_dir dirs[] = {QDIR_INCOMING, QDIR_DEFERRED,
 					      QDIR_HOLD};
 	for (size_t i = 0; i < SMALT_NELEM(dirs); i++)

@@ -162,15 +162,26 @@ dir_mode(int d, int with_group)
 	}
 }
 
-struct queue *
-queue_open_readonly(const char *spool_dir, char *err, size_t errlen)
+/* A handle with every folder closed, ready to be opened. */
+static struct queue *
+queue_alloc(const char *spool_dir)
 {
 	struct queue *q = xcalloc(1, sizeof(*q));
 	q->path = xstrdup(spool_dir);
 	q->group_commit = 1;
 	for (int d = 0; d < QDIR_COUNT; d++) {
+		q->dirfd[d] = -1;
 		pthread_mutex_init(&q->sync[d].mu, NULL);
 		pthread_cond_init(&q->sync[d].cv, NULL);
+	}
+	return q;
+}
+
+struct queue *
+queue_open_readonly(const char *spool_dir, char *err, size_t errlen)
+{
+	struct queue *q = queue_alloc(spool_dir);
+	for (int d = 0; d < QDIR_COUNT; d++) {
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", spool_dir, dir_names[d]);
 		/* O_PATH where we may not read (msg/, maildrop/). */
@@ -183,13 +194,10 @@ queue_open_readonly(const char *spool_dir, char *err, size_t errlen)
 			q->dirfd[d] =
 			    open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (q->dirfd[d] < 0) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			for (int k = d + 1; k < QDIR_COUNT; k++) {
-				q->dirfd[k] = -1;
-				pthread_mutex_init(&q->sync[k].mu, NULL);
-				pthread_cond_init(&q->sync[k].cv, NULL);
-			}
+			int saved = errno;
+			snprintf(err, errlen, "%s: %s", path, strerror(saved));
 			queue_close(q);
+			errno = saved;
 			return NULL;
 		}
 	}
@@ -200,14 +208,7 @@ struct queue *
 queue_open(const char *spool_dir, uid_t owner, gid_t group, char *err,
 	   size_t errlen)
 {
-	struct queue *q = xcalloc(1, sizeof(*q));
-	q->path = xstrdup(spool_dir);
-	q->group_commit = 1;
-	for (int d = 0; d < QDIR_COUNT; d++) {
-		q->dirfd[d] = -1;
-		pthread_mutex_init(&q->sync[d].mu, NULL);
-		pthread_cond_init(&q->sync[d].cv, NULL);
-	}
+	struct queue *q = queue_alloc(spool_dir);
 	/* The spool itself stays root's (root keeps the pid file and lock
 	 * there); the unprivileged user owns the folders inside. */
 	if (make_dir(spool_dir, 0755, owner != (uid_t)-1 ? 0 : (uid_t)-1,
