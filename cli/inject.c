@@ -785,6 +785,17 @@ header_line(struct prep *st, const char *s, size_t n)
 	return 0;
 }
 
+static int
+is_mbox_from_line(const char *s, size_t n)
+{
+	if (n < 5 || memcmp(s, "From ", 5) != 0)
+		return 0;
+	size_t i = 5;
+	while (i < n && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	return i == n || s[i] != ':';
+}
+
 int
 inject_prepare(const char *in, size_t len, const struct inject_opts *o,
 	       struct inject_out *out, char *err, size_t errlen)
@@ -800,8 +811,9 @@ inject_prepare(const char *in, size_t len, const struct inject_opts *o,
 	while (next_line(&it, &s, &n)) {
 		/* An mbox "From " envelope line in front (git format-patch,
 		 * a saved message) is not a header: drop it, as Postfix's
-		 * sendmail does, so the real headers are read. */
-		if (first && n >= 5 && memcmp(s, "From ", 5) == 0) {
+		 * sendmail does, so the real headers are read. "From :"
+		 * is the obsolete form of a From: field, kept. */
+		if (first && is_mbox_from_line(s, n)) {
 			first = 0;
 			continue;
 		}

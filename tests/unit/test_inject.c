@@ -468,6 +468,27 @@ test_lines(void)
 	    "To: a@x\r\n@D@\r\n");
 	MSG("To: a@x\nFrom someone Mon Jan  1 00:00:00 2001\n", 1,
 	    "To: a@x\r\n@D@\r\nFrom someone Mon Jan  1 00:00:00 2001\r\n");
+	/* "From :" in front is the obsolete form of the From: field, not
+	 * an envelope line: kept, and no From: is added. A message whose
+	 * envelope line is followed by one prepares to the same bytes
+	 * again (found by fuzz_inject). */
+	{
+		struct inject_opts o = opts(1, 0);
+		struct inject_out out, again;
+		char err[256];
+		CHECK(prep("From someone x\nFrom :a@x\n\nb\n", &o, &out, err,
+			   sizeof(err)) == 0);
+		char *d = data_str(&out);
+		CHECK(strncmp(d, "From :a@x\r\nDate: ", 17) == 0);
+		CHECK(out.has_from && strstr(d, "From: ") == NULL);
+		CHECK(prep_n(out.data, out.len, &o, &again, err, sizeof(err)) ==
+		      0);
+		CHECK(again.len == out.len &&
+		      memcmp(again.data, out.data, out.len) == 0);
+		free(d);
+		inject_out_free(&again);
+		inject_out_free(&out);
+	}
 	MSG(" leading space\n", 1, "@D@\r\n leading space\r\n");
 	MSG(":no name\n", 1, "@D@\r\n:no name\r\n");
 	MSG("Bad\x80Name: x\n", 1, "@D@\r\nBad\x80Name: x\r\n");
