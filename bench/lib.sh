@@ -281,3 +281,87 @@ else:
     print(len(mailbox.Maildir(path, factory=None, create=False)) if os.path.isdir(path) else 0)
 PY
 }
+
+# ---------------------------------------------------------------- smtp-sink
+# Postfix's test programs smtp-sink and smtp-source: next to
+# $SMALT_SMTP_SINK when it is set (the CI unpacks the postfix package
+# without installing it, see .ci/run), else on PATH, else in /usr/sbin.
+# Prints the path, or nothing (status 1) when there is none.
+smtp_tool() { # smtp-sink | smtp-source
+	local p
+	if [ -n "${SMALT_SMTP_SINK:-}" ] && [ -x "$(dirname "$SMALT_SMTP_SINK")/$1" ]; then
+		p=$(dirname "$SMALT_SMTP_SINK")/$1
+	elif p=$(command -v "$1" 2>/dev/null); then
+		:
+	elif [ -x "/usr/sbin/$1" ]; then
+		p=/usr/sbin/$1
+	else
+		return 1
+	fi
+	echo "$p"
+}
+
+# Messages an smtp-sink started with -c has taken so far ("." answered),
+# from its counter output: records "sess=N quit=N mesg=N" ended by CR.
+sink_messages() { # counter file
+	local t
+	t=$(tail -c 200 "$1" 2>/dev/null) || t=
+	case $t in
+	*$'\r') t=${t%$'\r'} ;;
+	*) t=${t%$'\r'*} ;; # a record still being written
+	esac
+	t=${t##*$'\r'}
+	if [[ $t =~ mesg=([0-9]+)$ ]]; then echo "${BASH_REMATCH[1]}"; else echo 0; fi
+}
+
+# ---------------------------------------------------------------- opensmtpd
+# OpenSMTPD cannot be installed with apt beside Postfix (both provide
+# mail-transport-agent): unpacks the opensmtpd package and the runtime
+# libraries it needs that are not installed into PREFIX (debs kept in
+# DEBDIR), then creates its opensmtpd/opensmtpq users.
+opensmtpd_unpack() { # prefix debdir
+	local prefix=$1 debs=$2 deb dep
+	mkdir -p "$prefix" "$debs"
+	chown _apt "$debs" 2>/dev/null || true
+	opensmtpd_fetch_deb opensmtpd "$prefix" "$debs"
+	deb=$(ls -t "$debs"/opensmtpd_*.deb | head -1)
+	for dep in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' |
+		sed 's/|.*//; s/(.*)//; s/:any//; s/ //g'); do
+		case $dep in lib* | zlib*) ;; *) continue ;; esac
+		pkg_installed "$dep" || opensmtpd_fetch_deb "$dep" "$prefix" "$debs"
+	done
+	opensmtpd_users
+}
+
+opensmtpd_fetch_deb() { # package prefix debdir: apt-get download + dpkg-deb -x
+	(cd "$3" && apt-get download -qq "$1" >/dev/null 2>&1) || {
+		apt-get update -qq >/dev/null
+		(cd "$3" && apt-get download -qq "$1" >/dev/null 2>&1)
+	} || die "apt-get download $1 failed"
+	dpkg-deb -x "$(ls -t "$3/${1}"_*.deb | head -1)" "$2"
+}
+
+# OpenSMTPD's users, which its privilege separation needs; their home is
+# its compiled-in chroot.
+opensmtpd_users() {
+	local name chroot=/var/lib/opensmtpd/empty
+	for name in opensmtpd opensmtpq; do
+		getent group "$name" >/dev/null || addgroup --system --quiet "$name"
+		id "$name" >/dev/null 2>&1 ||
+			adduser --system --quiet --home "$chroot" --no-create-home \
+				--disabled-password --gecos "OpenSMTPD ($name)" \
+				--ingroup "$name" "$name" 2>/dev/null
+	done
+	install -d -m 0755 -o root -g root "$chroot"
+}
+
+# The library path an OpenSMTPD unpacked into PREFIX runs with (empty for
+# the system's own, PREFIX /).
+opensmtpd_libpath() { # prefix
+	local d out=
+	[ "$1" != / ] || return 0
+	for d in "$1"/lib/*-linux-gnu "$1"/usr/lib/*-linux-gnu; do
+		[ -d "$d" ] && out=${out:+$out:}$d
+	done
+	echo "$out"
+}

@@ -2,8 +2,8 @@
  * spool itself (show queue, show message), signals the master (reload,
  * stop) and hands the qmgr requests through maildrop/ (flush, hold,
  * release, remove), which the qmgr honours only from root and the
- * daemon's user. The per-host cache (show hosts) and the counters (show
- * stats) come with the smtp channel. */
+ * daemon's user. show hosts and show stats read what the qmgr keeps in
+ * spool_dir/state/. */
 #include <errno.h>
 #include <signal.h>
 #include <time.h>
@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "common/log.h"
 #include "conf/conf.h"
+#include "queue/hostcache.h"
 #include "queue/maildrop.h"
 #include "queue/queue.h"
 
@@ -372,6 +373,30 @@ cmd_show_stats(const struct smalt_conf *conf, int json)
 	return 0;
 }
 
+/* The per-host unavailability cache, as the qmgr last saved it (it
+ * saves on every change). */
+static int
+cmd_show_hosts(const struct smalt_conf *conf, int json)
+{
+	struct queue *q = open_spool(conf);
+	char *path =
+	    xasprintf("%s/%s/hosts", queue_path(q), queue_dir_name(QDIR_STATE));
+	queue_close(q);
+	struct hostcache *hc =
+	    hostcache_new(conf->host_retry_min, conf->host_retry_max);
+	char err[600];
+	int rc = 0;
+	if (hostcache_load(hc, path, err, sizeof(err)) != 0) {
+		fprintf(stderr, "smaltctl: %s\n", err);
+		rc = errno == EACCES ? EX_NOPERM : EX_DATAERR;
+	} else {
+		hostcache_print(hc, stdout, json);
+	}
+	hostcache_free(hc);
+	free(path);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -431,10 +456,7 @@ main(int argc, char **argv)
 		rc = cmd_show_stats(conf, json);
 	} else if (strcmp(cmd, "show") == 0 && nargs == 1 &&
 		   strcmp(args[0], "hosts") == 0) {
-		fprintf(stderr,
-			"smaltctl: show hosts: not available in this version "
-			"(it comes with the smtp channel)\n");
-		rc = EX_UNAVAILABLE;
+		rc = cmd_show_hosts(conf, json);
 	} else {
 		usage();
 	}

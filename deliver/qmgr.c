@@ -13,22 +13,31 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/strbuf.h"
 #include "common/util.h"
 #include "deliver/agent.h"
 #include "deliver/bounce.h"
 #include "deliver/delivery_log.h"
+#include "deliver/mta.h"
 #include "deliver/routes.h"
+#include "queue/hostcache.h"
 #include "queue/pickup.h"
 
 struct qmsg;
 
+/* One delivery: one recipient through the agent, or up to
+ * MTA_RCPT_LIMIT recipients of one next hop in one SMTP transaction. */
 struct qjob {
 	unsigned long no;
+	struct qmgr *q;
 	struct qmsg *m;
-	size_t rcpt;
+	size_t *rcpts; /* indexes into m->env.rcpt */
+	size_t nrcpt;
 	enum channel_kind channel;
 	struct dest *dest;
-	char **argv; /* pipe */
+	char **argv;		 /* pipe */
+	struct mta_nexthop *hop; /* smtp, relay */
+	struct qjob *next_hop;	 /* m's smtp/relay jobs while routing */
 	uint64_t sent_us;
 	TAILQ_ENTRY(qjob) link;
 };
@@ -54,6 +63,7 @@ struct qmsg {
 	unsigned jobs_left;
 	unsigned char *bounced_now; /* per recipient: bounced this round */
 	enum after_round after;
+	struct qjob *hop_jobs; /* while routing: the smtp/relay jobs */
 };
 
 /* A message waiting for its next round, or not yet taken up. */
@@ -61,6 +71,10 @@ struct waiting {
 	time_t when;
 	enum queue_dir dir;
 	char id[QUEUE_ID_LEN + 1];
+	/* The next hops its deferred recipients wait for, as
+	 * "\nCHANNEL HOST\n..." (NULL: none), so that a host coming back
+	 * wakes it. */
+	char *hops;
 };
 
 struct backlog_entry {
@@ -91,10 +105,19 @@ struct qmgr {
 	unsigned long delivered, deferred, bounced, picked_up;
 	unsigned long saved_sum; /* the total last written */
 	struct event *ev_stats;
+	/* The smtp and relay channels and the per-host cache. */
+	struct mta *mta;
+	struct hostcache *hosts;
+	struct event *ev_hosts; /* a down host's retry time comes */
+	time_t hosts_checked;	/* retry times up to here are handled */
+	time_t hosts_expired;
 };
 
 static void fill(struct qmgr *q);
 static void pump(struct qmgr *q);
+static void arm_hosts_timer(struct qmgr *q);
+static void check_stopped(struct qmgr *q);
+static char *waiting_hops(struct qmgr *q, const struct envelope *env);
 static void apply(struct qmgr *q, const struct agent_result *r);
 
 /* -- the set of ids in hand, so inotify and scans never double up */
@@ -155,15 +178,17 @@ heap_less(const struct waiting *a, const struct waiting *b)
 	       (a->when == b->when && strcmp(a->id, b->id) < 0);
 }
 
+/* hops is taken over (freed with the entry). */
 static void
-heap_push(struct qmgr *q, time_t when, enum queue_dir dir, const char *id)
+heap_push(struct qmgr *q, time_t when, enum queue_dir dir, const char *id,
+	  char *hops)
 {
 	if (q->nheap == q->capheap) {
 		q->capheap = q->capheap ? q->capheap * 2 : 64;
 		q->heap = xrealloc(q->heap, q->capheap * sizeof(*q->heap));
 	}
 	size_t i = q->nheap++;
-	struct waiting w = {.when = when, .dir = dir};
+	struct waiting w = {.when = when, .dir = dir, .hops = hops};
 	memcpy(w.id, id, sizeof(w.id));
 	while (i > 0 && heap_less(&w, &q->heap[(i - 1) / 2])) {
 		q->heap[i] = q->heap[(i - 1) / 2];
@@ -203,7 +228,7 @@ heap_fix(struct qmgr *q)
 	q->heap = NULL;
 	q->nheap = q->capheap = 0;
 	for (size_t i = 0; i < n; i++)
-		heap_push(q, old[i].when, old[i].dir, old[i].id);
+		heap_push(q, old[i].when, old[i].dir, old[i].id, old[i].hops);
 	free(old);
 }
 
@@ -463,7 +488,8 @@ finish(struct qmgr *q, struct qmsg *m)
 			log_info("%s: placed on hold", env->id);
 			forget(q, env->id);
 		} else {
-			heap_push(q, next, m->dir, env->id);
+			heap_push(q, next, m->dir, env->id,
+				  waiting_hops(q, env));
 		}
 	}
 	envelope_free(env);
@@ -474,14 +500,19 @@ finish(struct qmgr *q, struct qmsg *m)
 
 /* -- starting deliveries */
 
-static void
+static struct qjob *
 add_job(struct qmgr *q, struct qmsg *m, size_t i, enum channel_kind ch,
 	const char *destkey, char **argv)
 {
 	struct qjob *j = xcalloc(1, sizeof(*j));
 	j->no = ++q->next_job;
+	j->q = q;
 	j->m = m;
-	j->rcpt = i;
+	j->rcpts = xcalloc(
+	    ch == CHANNEL_SMTP || ch == CHANNEL_RELAY ? MTA_RCPT_LIMIT : 1,
+	    sizeof(*j->rcpts));
+	j->rcpts[0] = i;
+	j->nrcpt = 1;
 	j->channel = ch;
 	j->argv = argv;
 	j->dest = dest_get(q, destkey);
@@ -491,6 +522,88 @@ add_job(struct qmgr *q, struct qmsg *m, size_t i, enum channel_kind ch,
 		j->dest->listed = 1;
 	}
 	m->jobs_left++;
+	return j;
+}
+
+/* "delivery temporarily suspended", as Postfix says it: no connection
+ * while the host is down. 1 when it is. */
+static int
+host_down_result(struct qmgr *q, const struct mta_nexthop *hop,
+		 struct deliver_result *res)
+{
+	const char *reason;
+	if (!hostcache_is_down(q->hosts, channel_name(hop->channel), hop->host,
+			       time(NULL), &reason, NULL))
+		return 0;
+	deliver_result_set(res, DELIVER_DEFER, "4.4.1",
+			   "delivery temporarily suspended: %s", reason);
+	return 1;
+}
+
+/* smtp and relay: recipients with one next hop share a transaction. */
+static void
+route_remote(struct qmgr *q, struct qmsg *m, size_t i, const struct route *r,
+	     const char *domain)
+{
+	struct mta_nexthop hop;
+	struct deliver_result res;
+	const char *why;
+	const char *ch = channel_name(r->channel);
+	if (mta_nexthop(q->conf, r, domain, &hop, &why) != 0) {
+		deliver_result_set(&res, DELIVER_DEFER, "4.3.5", "%s", why);
+		local_result(q, m, i, ch, &res);
+		return;
+	}
+	if (host_down_result(q, &hop, &res)) {
+		local_result(q, m, i, ch, &res);
+		return;
+	}
+	struct qjob *j;
+	for (j = m->hop_jobs; j != NULL; j = j->next_hop)
+		if (j->channel == r->channel && j->nrcpt < MTA_RCPT_LIMIT &&
+		    strcmp(j->hop->host, hop.host) == 0 &&
+		    strcmp(j->hop->name, hop.name) == 0 &&
+		    j->hop->port == hop.port)
+			break;
+	if (j != NULL) {
+		j->rcpts[j->nrcpt++] = i;
+		return;
+	}
+	char *key = xasprintf("%s:%s", ch, hop.host);
+	j = add_job(q, m, i, r->channel, key, NULL);
+	free(key);
+	j->hop = xmalloc(sizeof(*j->hop));
+	*j->hop = hop;
+	j->next_hop = m->hop_jobs;
+	m->hop_jobs = j;
+}
+
+/* The next hops a message's deferred recipients wait for (see struct
+ * waiting), or NULL. */
+static char *
+waiting_hops(struct qmgr *q, const struct envelope *env)
+{
+	struct strbuf b = {0};
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct env_rcpt *rc = &env->rcpt[i];
+		if (rc->state != RCPT_DEFERRED && rc->state != RCPT_PENDING)
+			continue;
+		const char *at = strrchr(rc->address, '@');
+		const struct route *r =
+		    routes_lookup(q->routes, q->conf, at ? at + 1 : "");
+		struct mta_nexthop hop;
+		const char *why;
+		if ((r->channel != CHANNEL_SMTP &&
+		     r->channel != CHANNEL_RELAY) ||
+		    mta_nexthop(q->conf, r, at ? at + 1 : "", &hop, &why) != 0)
+			continue;
+		char *line =
+		    xasprintf("\n%s %s\n", channel_name(r->channel), hop.host);
+		if (b.s == NULL || strstr(b.s, line) == NULL)
+			strbuf_adds(&b, line + (b.s != NULL));
+		free(line);
+	}
+	return b.s;
 }
 
 static void
@@ -525,12 +638,7 @@ route_rcpt(struct qmgr *q, struct qmsg *m, size_t i)
 		break;
 	case CHANNEL_SMTP:
 	case CHANNEL_RELAY:
-		deliver_result_set(&res, DELIVER_DEFER, "4.3.0",
-				   "the %s channel is not available in this "
-				   "version of smalt; mail for %s waits in the "
-				   "queue",
-				   channel_name(r->channel), domain);
-		local_result(q, m, i, channel_name(r->channel), &res);
+		route_remote(q, m, i, r, domain);
 		break;
 	}
 }
@@ -580,7 +688,8 @@ activate(struct qmgr *q, enum queue_dir dir, const char *id)
 		} else {
 			log_error("%s: cannot read the envelope: %s", id,
 				  strerror(err));
-			heap_push(q, time(NULL) + q->conf->retry_min, dir, id);
+			heap_push(q, time(NULL) + q->conf->retry_min, dir, id,
+				  NULL);
 		}
 		return;
 	}
@@ -602,30 +711,85 @@ activate(struct qmgr *q, enum queue_dir dir, const char *id)
 			if (m->env.rcpt[i].state == RCPT_PENDING ||
 			    m->env.rcpt[i].state == RCPT_DEFERRED)
 				route_rcpt(q, m, i);
+		m->hop_jobs = NULL;
 	}
 	if (m->jobs_left == 0)
 		finish(q, m);
+}
+
+static void job_done(struct qmgr *q, struct qjob *j,
+		     const struct deliver_result *res);
+
+static void
+on_mta_done(void *arg, const struct mta_result *r)
+{
+	struct qjob *j = arg;
+	struct qmgr *q = j->q;
+	struct qmsg *m = j->m;
+	uint64_t now = now_usec();
+	struct delivery_times t = {m->arrival_us, m->active_us, j->sent_us,
+				   r->ready_us ? r->ready_us : now, now};
+	for (size_t i = 0; i < j->nrcpt; i++)
+		delivery_log(channel_name(j->channel), m->env.id,
+			     m->env.rcpt[j->rcpts[i]].address, NULL, r->relay,
+			     &t, &r->rcpt[i]);
+	job_done(q, j, r->rcpt);
+	/* The host may have gone down (a retry time to watch) or come up
+	 * (its mail is due). */
+	arm_hosts_timer(q);
+	check_stopped(q);
+	fill(q);
+}
+
+/* smtp and relay run here, in the qmgr, on its event loop. */
+static void
+start_remote(struct qmgr *q, struct qjob *j)
+{
+	struct qmsg *m = j->m;
+	struct deliver_result down;
+	/* It may have gone down while this job waited its turn. */
+	if (host_down_result(q, j->hop, &down)) {
+		for (size_t i = 0; i < j->nrcpt; i++)
+			local_result(q, m, j->rcpts[i],
+				     channel_name(j->channel), &down);
+		/* local_result counted and recorded them already. */
+		job_done(q, j, NULL);
+		return;
+	}
+	const char **rcpts = xcalloc(j->nrcpt, sizeof(*rcpts));
+	for (size_t i = 0; i < j->nrcpt; i++)
+		rcpts[i] = m->env.rcpt[j->rcpts[i]].address;
+	struct mta_tx tx = {m->env.id, j->hop, m->env.sender, rcpts, j->nrcpt};
+	mta_start(q->mta, &tx, on_mta_done, j);
+	free(rcpts);
 }
 
 static void
 send_job(struct qmgr *q, struct qjob *j)
 {
 	struct qmsg *m = j->m;
+	j->sent_us = now_usec();
+	if (j->channel == CHANNEL_SMTP || j->channel == CHANNEL_RELAY) {
+		TAILQ_INSERT_TAIL(&q->running, j, link);
+		j->dest->running++;
+		q->nrunning++;
+		start_remote(q, j);
+		return;
+	}
 	struct agent_request req = {
 	    .job = j->no,
 	    .channel = j->channel,
 	    .arrival_us = m->arrival_us,
 	    .active_us = m->active_us,
-	    .sent_us = now_usec(),
+	    .sent_us = j->sent_us,
 	    .sender = m->env.sender,
-	    .rcpt = m->env.rcpt[j->rcpt].address,
+	    .rcpt = m->env.rcpt[j->rcpts[0]].address,
 	};
 	memcpy(req.id, m->env.id, sizeof(req.id));
 	for (size_t i = 0; j->argv && j->argv[i] && i < AGENT_ARGV_MAX; i++)
 		req.argv[i] = j->argv[i];
 	char buf[AGENT_MSG_MAX];
 	int n = agent_request_format(&req, buf, sizeof(buf));
-	j->sent_us = req.sent_us;
 	TAILQ_INSERT_TAIL(&q->running, j, link);
 	j->dest->running++;
 	q->nrunning++;
@@ -670,6 +834,34 @@ pump(struct qmgr *q)
 }
 
 static void
+free_job_parts(struct qjob *j)
+{
+	route_argv_free(j->argv);
+	free(j->rcpts);
+	free(j->hop);
+	free(j);
+}
+
+/* res: one result per recipient of the job, or NULL when they are
+ * recorded already. */
+static void
+job_done(struct qmgr *q, struct qjob *j, const struct deliver_result *res)
+{
+	TAILQ_REMOVE(&q->running, j, link);
+	q->nrunning--;
+	j->dest->running--;
+	struct qmsg *m = j->m;
+	for (size_t i = 0; res != NULL && i < j->nrcpt; i++) {
+		count_result(q, &res[i]);
+		set_rcpt_result(m, j->rcpts[i], &res[i]);
+	}
+	dest_release(q, j->dest);
+	free_job_parts(j);
+	if (--m->jobs_left == 0)
+		finish(q, m);
+}
+
+static void
 apply(struct qmgr *q, const struct agent_result *r)
 {
 	struct qjob *j;
@@ -678,17 +870,7 @@ apply(struct qmgr *q, const struct agent_result *r)
 		break;
 	if (j == NULL)
 		return; /* a duplicate from a crashed child: had one */
-	TAILQ_REMOVE(&q->running, j, link);
-	q->nrunning--;
-	j->dest->running--;
-	struct qmsg *m = j->m;
-	count_result(q, &r->r);
-	set_rcpt_result(m, j->rcpt, &r->r);
-	dest_release(q, j->dest);
-	route_argv_free(j->argv);
-	free(j);
-	if (--m->jobs_left == 0)
-		finish(q, m);
+	job_done(q, j, &r->r);
 }
 
 /* -- taking messages up */
@@ -731,6 +913,7 @@ fill(struct qmgr *q)
 		if (due && (!fresh || q->heap_turn)) {
 			struct waiting w = heap_pop(q);
 			activate(q, w.dir, w.id);
+			free(w.hops);
 		} else {
 			struct backlog_entry *b = STAILQ_FIRST(&q->backlog);
 			STAILQ_REMOVE_HEAD(&q->backlog, link);
@@ -763,6 +946,7 @@ scan_deferred(struct queue *queue, enum queue_dir dir, const char *id,
 	if (!know(q, id))
 		return 0;
 	time_t when = 0;
+	char *hops = NULL;
 	if (queue_env_read(queue, dir, id, &env, &errstr) == 0) {
 		for (size_t i = 0; i < env.nrcpt; i++) {
 			struct env_rcpt *r = &env.rcpt[i];
@@ -771,10 +955,11 @@ scan_deferred(struct queue *queue, enum queue_dir dir, const char *id,
 			    (when == 0 || r->next_attempt < when))
 				when = r->next_attempt;
 		}
+		hops = waiting_hops(q, &env);
 		envelope_free(&env);
 	}
 	/* A bad one is quarantined when it is taken up. */
-	heap_push(q, when, dir, id);
+	heap_push(q, when, dir, id, hops);
 	return 0;
 }
 
@@ -826,7 +1011,7 @@ release_one(struct qmgr *q, const char *id)
 		return;
 	log_info("%s: released from hold", id);
 	know(q, id);
-	heap_push(q, 0, QDIR_DEFERRED, id);
+	heap_push(q, 0, QDIR_DEFERRED, id, NULL);
 }
 
 static void
@@ -847,12 +1032,160 @@ remove_one(struct qmgr *q, const char *id)
 		}
 }
 
+/* -- the host cache */
+
+/* Does a waiting entry's hops name host (of channel, or of any channel
+ * when channel is NULL)? */
+static int
+hops_name(const char *hops, const char *channel, const char *host)
+{
+	for (const char *l = hops; l != NULL && *l != '\0';) {
+		const char *e = strchr(l + 1, '\n');
+		if (e == NULL)
+			break;
+		const char *sp = memchr(l + 1, ' ', (size_t)(e - l - 1));
+		if (sp != NULL &&
+		    (channel == NULL ||
+		     ((size_t)(sp - l - 1) == strlen(channel) &&
+		      memcmp(l + 1, channel, strlen(channel)) == 0)) &&
+		    (size_t)(e - sp - 1) == strlen(host) &&
+		    ascii_strncasecmp(sp + 1, host, strlen(host)) == 0)
+			return 1;
+		l = e;
+	}
+	return 0;
+}
+
+/* Every message waiting for the host is due now, ahead of its own
+ * backoff (MMDF: the host is back, so is its mail). */
+static size_t
+wake_host(struct qmgr *q, const char *channel, const char *host)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < q->nheap; i++)
+		if (q->heap[i].when > 0 &&
+		    hops_name(q->heap[i].hops, channel, host)) {
+			q->heap[i].when = 0;
+			n++;
+		}
+	if (n > 0)
+		heap_fix(q);
+	return n;
+}
+
+static void
+on_host_up(void *arg, const char *channel, const char *host)
+{
+	struct qmgr *q = arg;
+	size_t n = wake_host(q, channel, host);
+	if (n > 0)
+		log_info("host %s %s: %zu waiting message%s retried now",
+			 channel, host, n, n == 1 ? "" : "s");
+	/* The caller is inside a result; fill() comes after it. */
+}
+
+static void
+arm_hosts_timer(struct qmgr *q)
+{
+	time_t next = 0;
+	for (size_t i = 0; i < hostcache_count(q->hosts); i++) {
+		const struct hostcache_entry *e = hostcache_at(q->hosts, i);
+		if (e->down && e->next_attempt > q->hosts_checked &&
+		    (next == 0 || e->next_attempt < next))
+			next = e->next_attempt;
+	}
+	if (next == 0) {
+		evtimer_del(q->ev_hosts);
+		return;
+	}
+	time_t now = time(NULL);
+	struct timeval tv = {next > now ? next - now : 0, 0};
+	evtimer_add(q->ev_hosts, &tv);
+}
+
+/* A down host's retry time came: its mail is tried now, and the first
+ * connection says whether the host is back (the others wait on the
+ * cache again if it is not). */
+static void
+on_hosts_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmgr *q = arg;
+	(void)fd;
+	(void)what;
+	time_t now = time(NULL);
+	for (size_t i = 0; i < hostcache_count(q->hosts); i++) {
+		const struct hostcache_entry *e = hostcache_at(q->hosts, i);
+		if (e->down && e->next_attempt > q->hosts_checked &&
+		    e->next_attempt <= now)
+			wake_host(q, e->channel, e->host);
+	}
+	q->hosts_checked = now;
+	if (now - q->hosts_expired >= 3600) {
+		q->hosts_expired = now;
+		if (hostcache_expire(q->hosts, now) > 0)
+			mta_save_hosts(q->mta);
+	}
+	arm_hosts_timer(q);
+	fill(q);
+}
+
+struct woken {
+	struct qmgr *q;
+	const char *ip;
+	/* channel and host pairs, "\nCHANNEL HOST\n..." */
+	struct strbuf hosts;
+};
+
+static void
+note_woken(const char *channel, const char *host, void *arg)
+{
+	struct woken *w = arg;
+	strbuf_addf(&w->hosts, "%s %s\n", channel, host);
+}
+
+/* RFC 1123 5.3.1.1: mail from a host says it is up. */
+static void
+wake_by_addr(struct qmgr *q, const char *ip)
+{
+	struct woken w = {q, ip, {0}};
+	if (hostcache_mark_up_by_addr(q->hosts, ip, note_woken, &w) == 0)
+		return;
+	mta_save_hosts(q->mta);
+	for (char *l = w.hosts.s, *e; (e = strchr(l, '\n')) != NULL;
+	     l = e + 1) {
+		*e = '\0';
+		char *sp = strchr(l, ' ');
+		*sp = '\0';
+		log_info("host %s %s is up again: inbound connection from %s",
+			 l, sp + 1, ip);
+		on_host_up(q, l, sp + 1);
+	}
+	free(w.hosts.s);
+}
+
+/* smaltctl flush HOST: forget what the cache says about it (any
+ * channel) and try its mail now. */
+static void
+flush_host(struct qmgr *q, const char *host)
+{
+	size_t n = hostcache_flush(q->hosts, host);
+	mta_save_hosts(q->mta);
+	size_t woken = wake_host(q, NULL, host);
+	log_info("flush requested for host %s: %zu cache entr%s cleared, %zu "
+		 "message%s retried now",
+		 host, n, n == 1 ? "y" : "ies", woken, woken == 1 ? "" : "s");
+}
+
 /* smaltctl's requests (through maildrop/, from root or our user only;
  * a plain flush from anyone, as sendmail -q). */
 static void
 run_request(struct qmgr *q, const struct pickup_request *r)
 {
 	if (strcmp(r->word, "flush") == 0 && r->arg[0] == '\0') {
+		/* The host cache is for root and smaltctl to clear: a
+		 * user's sendmail -q does not reopen down hosts. */
+		if (r->trusted && hostcache_flush(q->hosts, NULL) > 0)
+			mta_save_hosts(q->mta);
 		flush_queue(q);
 		return;
 	}
@@ -864,8 +1197,10 @@ run_request(struct qmgr *q, const struct pickup_request *r)
 	if (strcmp(r->word, "flush") == 0) {
 		if (queue_id_valid(r->arg))
 			flush_one(q, r->arg);
-		else /* a host: the whole queue until the host cache */
-			flush_queue(q);
+		else
+			flush_host(q, r->arg);
+	} else if (strcmp(r->word, "wake") == 0) {
+		wake_by_addr(q, r->arg);
 	} else if (strcmp(r->word, "hold") == 0) {
 		hold_one(q, r->arg);
 	} else if (strcmp(r->word, "release") == 0) {
@@ -1035,6 +1370,9 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	}
 	routes_free(q->routes);
 	q->routes = routes;
+	mta_set_conf(q->mta, conf);
+	hostcache_set_backoff(q->hosts, conf->host_retry_min,
+			      conf->host_retry_max);
 	conf_free(q->conf);
 	q->conf = q->p->conf = conf;
 	fill(q);
@@ -1051,8 +1389,7 @@ static void
 free_job(struct qjob *j)
 {
 	struct qmsg *m = j->m;
-	route_argv_free(j->argv);
-	free(j);
+	free_job_parts(j);
 	if (--m->jobs_left == 0) {
 		envelope_free(&m->env);
 		free(m->bounced_now);
@@ -1099,6 +1436,16 @@ qmgr_main(struct qmgr_params *p)
 	q.ev_timer = evtimer_new(q.base, on_timer, &q);
 	q.ev_maildrop = evtimer_new(q.base, on_maildrop_timer, &q);
 	q.ev_stats = event_new(q.base, -1, EV_PERSIST, on_stats_timer, &q);
+	q.ev_hosts = evtimer_new(q.base, on_hosts_timer, &q);
+	q.hosts = hostcache_new(q.conf->host_retry_min, q.conf->host_retry_max);
+	char *hosts_path = xasprintf("%s/%s/hosts", queue_path(p->queue),
+				     queue_dir_name(QDIR_STATE));
+	if (hostcache_load(q.hosts, hosts_path, err, sizeof(err)) != 0)
+		log_warn("the host cache starts empty: %s", err);
+	q.hosts_expired = time(NULL);
+	q.mta = mta_new(q.base, p->queue, q.conf, q.hosts, hosts_path,
+			on_host_up, &q);
+	free(hosts_path);
 	struct timeval every = {QMGR_STATS_INTERVAL, 0};
 	event_add(q.ev_stats, &every);
 	save_stats(&q);
@@ -1117,6 +1464,7 @@ qmgr_main(struct qmgr_params *p)
 	queue_scan(p->queue, QDIR_DEFERRED, scan_deferred, &q);
 	/* Mail that sendmail dropped while the daemon was down. */
 	on_maildrop_timer(-1, 0, &q);
+	arm_hosts_timer(&q);
 	fill(&q);
 	event_base_dispatch(q.base);
 
@@ -1124,6 +1472,10 @@ qmgr_main(struct qmgr_params *p)
 		log_warn("stopping with %u deliveries under way; they are "
 			 "tried again after the restart",
 			 q.nrunning);
+	/* Their messages are still in the queue, tried after the restart
+	 * (at least once, as with a crash). */
+	mta_save_hosts(q.mta);
+	mta_free(q.mta);
 	struct qjob *j;
 	while ((j = TAILQ_FIRST(&q.running)) != NULL) {
 		TAILQ_REMOVE(&q.running, j, link);
@@ -1136,7 +1488,11 @@ qmgr_main(struct qmgr_params *p)
 		STAILQ_REMOVE_HEAD(&q.backlog, link);
 		free(b);
 	}
+	for (size_t i = 0; i < q.nheap; i++)
+		free(q.heap[i].hops);
 	free(q.heap);
+	hostcache_free(q.hosts);
+	event_free(q.ev_hosts);
 	tdestroy(q.known, free);
 	routes_free(q.routes);
 	event_free(q.ev_sock);

@@ -133,8 +133,10 @@ parse_channel(struct route *r, const char *v, char *err, size_t errlen)
 	} else if ((nlen == 4 && strncmp(v, "smtp", 4) == 0) ||
 		   (nlen == 5 && strncmp(v, "relay", 5) == 0)) {
 		r->channel = nlen == 4 ? CHANNEL_SMTP : CHANNEL_RELAY;
+		/* Port 0: not given; the channel picks (smtp_port for smtp,
+		 * 25 for relay). */
 		if (rest != NULL &&
-		    conf_parse_hostport(rest, 25, &r->nexthop, herr,
+		    conf_parse_hostport(rest, 0, &r->nexthop, herr,
 					sizeof(herr)) != 0) {
 			snprintf(err, errlen, "%.*s: %s", (int)nlen, v, herr);
 			return -1;

@@ -21,7 +21,8 @@ struct route {
 	char *pattern; /* "example.com", ".example.com" or "*"; lower case */
 	enum channel_kind channel;
 	/* smtp and relay: the next hop when given (host empty otherwise);
-	 * is_literal when written in brackets (no MX lookup). */
+	 * is_literal when written in brackets (no MX lookup); port 0 when
+	 * the line gives none. */
 	struct conf_hostport nexthop;
 	char **argv;   /* pipe: the command, NULL-terminated */
 	char *text;    /* error: the bounce text */

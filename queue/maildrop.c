@@ -144,13 +144,13 @@ bad(struct maildrop_file *md, const char **errstr, const char *why)
 }
 
 /* "WORD" or "WORD\tARG": flush [ID|HOST], hold ID, release ID,
- * remove ID. */
+ * remove ID, wake IP. */
 static int
 parse_request(struct maildrop_file *md, const char *w, const char *end,
 	      const char **errstr)
 {
 	static const char *const words[] = {"flush", "hold", "release",
-					    "remove"};
+					    "remove", "wake"};
 	const char *tab = memchr(w, '\t', (size_t)(end - w));
 	const char *wend = tab ? tab : end;
 	size_t i;
@@ -168,6 +168,9 @@ parse_request(struct maildrop_file *md, const char *w, const char *end,
 		    (arg[0] != '\0' && strlen(arg) <= 255 &&
 		     strspn(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS"
 				 "TUVWXYZ0123456789.-[]:") == strlen(arg));
+	else if (i == 4) /* an address */
+		ok = arg != NULL && arg[0] != '\0' && strlen(arg) < 46 &&
+		     strspn(arg, "0123456789abcdefABCDEF.:") == strlen(arg);
 	else
 		ok = arg != NULL && queue_id_valid(arg);
 	if (!ok) {

@@ -14,8 +14,9 @@
  * the daemon sees whole files only. A request file has no envelope:
  * "smalt-maildrop\t1\nrequest\tflush\n" asks for a queue run (anyone
  * may: sendmail -q); "request\tflush\tID|HOST", "request\thold\tID",
- * "release\tID" and "remove\tID" are smaltctl's, honoured only from
- * root and the daemon's user.
+ * "release\tID" and "remove\tID" are smaltctl's, "wake\tIP" smtpd's
+ * (an inbound connection from a host the cache has down), honoured
+ * only from root and the daemon's user.
  *
  * The daemon treats every file as hostile: its owner is the identity,
  * the envelope's other fields are ignored, anything malformed is moved
@@ -39,8 +40,8 @@
 int maildrop_write(const char *spool_dir, const struct envelope *env,
 		   const char *msg, size_t len, char id_out[QUEUE_ID_LEN + 1],
 		   char *err, size_t errlen);
-/* Writes a request file: request "flush", "hold", "release" or
- * "remove", arg NULL or its argument. */
+/* Writes a request file: request "flush", "hold", "release", "remove"
+ * or "wake", arg NULL or its argument. */
 int maildrop_request(const char *spool_dir, const char *request,
 		     const char *arg, char *err, size_t errlen);
 

@@ -20,7 +20,7 @@ enum pickup_result {
 };
 
 struct pickup_request {
-	char word[16]; /* "flush", "hold", "release", "remove" */
+	char word[16]; /* "flush", "hold", "release", "remove", "wake" */
 	char arg[256]; /* "" or a queue id or host */
 	int trusted;   /* from root or the daemon's user */
 };

@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "smtpd/host_wake.h"
 #include "smtpd/smtp_session.h"
 
 /* The per-address key: the address alone, port zeroed, so that every
@@ -116,6 +117,7 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 		refuse(sd, fd, "too many connections from your address");
 		return;
 	}
+	host_wake_note(sd->host_wake, sa);
 	count_and_start(sd, fd, sa, (socklen_t)salen, &key, ctx->kind);
 }
 
@@ -222,6 +224,7 @@ smtpd_new(struct event_base *base, struct smalt_conf *conf, struct queue *queue,
 		free(sd);
 		return NULL;
 	}
+	sd->host_wake = host_wake_new(queue_path(queue));
 	sd->committer = queue_committer_start(queue);
 	sd->commit_ev = event_new(base, queue_committer_fd(sd->committer),
 				  EV_READ | EV_PERSIST, on_commit_results, sd);
@@ -267,6 +270,7 @@ smtpd_free(struct smtpd *sd)
 		evconnlistener_free(sd->levs[i]);
 	free(sd->levs);
 	free(sd->accept_ctxs);
+	host_wake_free(sd->host_wake);
 	/* Commits under way finish (the client was promised nothing yet,
 	 * but the files are consistent either way). */
 	queue_committer_stop(sd->committer);

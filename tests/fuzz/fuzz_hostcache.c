@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "deliver/hostcache.h"
+#include "queue/hostcache.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

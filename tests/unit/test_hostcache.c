@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "deliver/hostcache.h"
+#include "queue/hostcache.h"
 #include "tests/lib/testutil.h"
 #include "tests/unit/check.h"
 

@@ -1,4 +1,4 @@
-#include "deliver/hostcache.h"
+#include "queue/hostcache.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
