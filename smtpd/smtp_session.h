@@ -26,7 +26,7 @@ struct smtpd {
 	struct event *commit_ev;
 	struct policy policy;
 	struct dns *dns;
-	struct host_wake *host_wake; /* RFC 1123 5.3.1.1 */
+	struct host_wake *host_wake;   /* RFC 1123 5.3.1.1 */
 	smtpd_commit_hook commit_hook; /* sendmail -bs: on to maildrop */
 	void *commit_hook_arg;
 	struct evconnlistener **levs;
