@@ -140,6 +140,7 @@ SMALTD_PID=
 OS_PID=
 SINK_PID=
 PF_STARTED=0
+OS_CTL_COPY=
 
 cleanup() {
 	local rc=$?
@@ -148,6 +149,7 @@ cleanup() {
 	stop_opensmtpd
 	stop_postfix
 	stop_sink
+	[ -z "$OS_CTL_COPY" ] || rm -f "$OS_CTL_COPY"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -314,11 +316,19 @@ find_opensmtpd() {
 	return 0
 }
 
+# smtpctl insists on running setgid opensmtpq, which dpkg-deb -x does not
+# give it: a private copy that is, removed at the end.
+opensmtpd_ctl_copy() {
+	OS_CTL_COPY=$OS_DIR/smtpctl
+	install -m 2555 -o root -g opensmtpq "$OS_SMTPCTL" "$OS_CTL_COPY"
+}
+
 setup_opensmtpd() {
 	local missing
 	missing=$(LD_LIBRARY_PATH=$OS_LIBPATH ldd "$OS_SMTPD" | awk '/not found/ {print $1}')
 	[ -z "$missing" ] || die "OpenSMTPD in $OS_PREFIX misses libraries: $missing (-I unpacks them)"
 	opensmtpd_users
+	opensmtpd_ctl_copy
 	if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$OS_SOCK" 2>/dev/null; then
 		die "an OpenSMTPD is already running ($OS_SOCK answers); $OS_SPOOL is its"
 	fi
@@ -363,7 +373,7 @@ opensmtpd_queued() { # envelopes and message files in its queue
 }
 
 opensmtpd_release_cmd() {
-	echo "env LD_LIBRARY_PATH='$OS_LIBPATH' '$OS_SMTPCTL' resume mta >>'$LOGS/opensmtpd-ctl.log' 2>&1"
+	echo "env LD_LIBRARY_PATH='$OS_LIBPATH' '$OS_CTL_COPY' resume mta >>'$LOGS/opensmtpd-ctl.log' 2>&1"
 }
 
 # ---------------------------------------------------------------- per system
