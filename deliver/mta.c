@@ -45,6 +45,8 @@ struct mta_job {
 	uint64_t msg_size;
 	struct dns_req *dns;
 	struct smtp_client *client;
+	/* Held while the engine may use it: a reload replaces m->ssl_ctx. */
+	SSL_CTX *ssl_ctx;
 	struct event *kick; /* reports a result decided inside mta_start */
 	int in_start;
 	struct deliver_result *res;
@@ -127,55 +129,77 @@ mta_nexthop(const struct smalt_conf *conf, const struct route *r,
 
 /* -- settings */
 
+int
+mta_auth_parse(const char *text, size_t len, char **user, char **pass)
+{
+	*user = *pass = NULL;
+	const char *p = text, *end = text + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *e = nl ? nl : end;
+		const char *next = nl ? nl + 1 : end;
+		while (e > p &&
+		       (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		while (p < e && (*p == ' ' || *p == '\t'))
+			p++;
+		if (p == e || *p == '#') {
+			p = next;
+			continue;
+		}
+		if (memchr(p, '\0', (size_t)(e - p)) != NULL)
+			return -1;
+		const char *u = p;
+		while (p < e && *p != ' ' && *p != '\t')
+			p++;
+		const char *ue = p;
+		while (p < e && (*p == ' ' || *p == '\t'))
+			p++;
+		if (p == e)
+			return -1; /* a user without a password */
+		*user = xstrndup(u, (size_t)(ue - u));
+		*pass = xstrndup(p, (size_t)(e - p));
+		return 0;
+	}
+	return -1;
+}
+
 static void
 load_auth(struct mta *m)
 {
 	free(m->auth_user);
+	if (m->auth_pass)
+		explicit_bzero(m->auth_pass, strlen(m->auth_pass));
 	free(m->auth_pass);
 	m->auth_user = m->auth_pass = NULL;
 	m->auth_err[0] = '\0';
 	const char *path = m->conf->relayhost_auth_file;
 	if (path[0] == '\0')
 		return;
-	FILE *f = fopen(path, "re");
-	if (f == NULL) {
+	char buf[MTA_AUTH_FILE_MAX + 1];
+	size_t len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	ssize_t n = 0;
+	while (fd >= 0 && len < sizeof(buf) &&
+	       (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+		len += (size_t)n;
+	if (fd < 0 || n < 0) {
 		snprintf(m->auth_err, sizeof(m->auth_err),
 			 "cannot read relayhost_auth_file %s: %s", path,
 			 strerror(errno));
-		log_error("%s", m->auth_err);
-		return;
-	}
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	/* The first line that is not blank or a comment: "user password",
-	 * the password being the rest of the line (it may hold spaces). */
-	while ((n = getline(&line, &cap, f)) >= 0) {
-		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' ||
-				 line[n - 1] == ' ' || line[n - 1] == '\t'))
-			line[--n] = '\0';
-		char *s = line + strspn(line, " \t");
-		if (*s == '\0' || *s == '#')
-			continue;
-		size_t ul = strcspn(s, " \t");
-		char *p = s + ul + strspn(s + ul, " \t");
-		if (s[ul] != '\0' && *p != '\0') {
-			m->auth_user = xstrndup(s, ul);
-			m->auth_pass = xstrdup(p);
-		}
-		break;
-	}
-	if (line != NULL)
-		explicit_bzero(line, cap);
-	free(line);
-	fclose(f);
-	if (m->auth_user == NULL) {
+	} else if (len > MTA_AUTH_FILE_MAX ||
+		   mta_auth_parse(buf, len, &m->auth_user, &m->auth_pass) !=
+		       0) {
 		snprintf(m->auth_err, sizeof(m->auth_err),
 			 "relayhost_auth_file %s: expected a line \"user "
 			 "password\"",
 			 path);
-		log_error("%s", m->auth_err);
 	}
+	if (fd >= 0)
+		close(fd);
+	explicit_bzero(buf, sizeof(buf));
+	if (m->auth_err[0] != '\0')
+		log_error("%s", m->auth_err);
 }
 
 static void
@@ -267,6 +291,7 @@ job_free(struct mta_job *j)
 		close(j->msg_fd);
 	if (j->kick)
 		event_free(j->kick);
+	SSL_CTX_free(j->ssl_ctx);
 	for (size_t i = 0; i < j->nrcpt; i++)
 		free(j->rcpts[i]);
 	free(j->rcpts);
@@ -364,9 +389,11 @@ start_session(struct mta_job *j, const struct dns_target *v, size_t n)
 {
 	struct mta *m = j->m;
 	const struct smalt_conf *conf = m->conf;
+	SSL_CTX_up_ref(m->ssl_ctx);
+	j->ssl_ctx = m->ssl_ctx;
 	struct smtp_client_params p = {
 	    .helo_name = conf->hostname,
-	    .ssl_ctx = m->ssl_ctx,
+	    .ssl_ctx = j->ssl_ctx,
 	    .connect_timeout = MTA_CONNECT_TIMEOUT,
 	    .command_timeout = MTA_COMMAND_TIMEOUT,
 	    .data_timeout = MTA_DATA_TIMEOUT,

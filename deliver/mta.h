@@ -50,6 +50,13 @@ struct mta_nexthop {
 int mta_nexthop(const struct smalt_conf *conf, const struct route *r,
 		const char *domain, struct mta_nexthop *out, const char **why);
 
+/* relayhost_auth_file: the first line that is not blank or a "#"
+ * comment is "user password", the password being the rest of the line
+ * (trailing white space and CR dropped). 0 with both malloc'd, or -1
+ * (no such line, a NUL) with both NULL. */
+#define MTA_AUTH_FILE_MAX 4096
+int mta_auth_parse(const char *text, size_t len, char **user, char **pass);
+
 struct mta_tx {
 	const char *id;
 	const struct mta_nexthop *hop;

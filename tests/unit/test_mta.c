@@ -29,9 +29,8 @@ hop_of(const struct smalt_conf *conf, const char *routes, const char *domain,
        struct mta_nexthop *hop, const char **why)
 {
 	char err[CONF_ERRLEN];
-	struct routes *r =
-	    routes_parse_buffer("routes", routes, strlen(routes), err,
-				sizeof(err));
+	struct routes *r = routes_parse_buffer("routes", routes, strlen(routes),
+					       err, sizeof(err));
 	if (r == NULL) {
 		fprintf(stderr, "%s\n", err);
 		return -2;
@@ -77,14 +76,15 @@ test_nexthops(void)
 		     &why) == 0);
 	CHECK(h.channel == CHANNEL_RELAY && !h.mx && h.port == 25);
 	CHECK_STR(h.host, "smart.example:25");
-	CHECK(hop_of(c, "a.example relay:[2001:db8::1]:587\n", "a.example",
-		     &h, &why) == 0);
+	CHECK(hop_of(c, "a.example relay:[2001:db8::1]:587\n", "a.example", &h,
+		     &why) == 0);
 	CHECK_STR(h.host, "[2001:db8::1]:587");
 	CHECK_STR(h.name, "2001:db8::1");
 	conf_free(c);
 
 	/* relayhost set: every non-local domain goes to it. */
-	c = conf_with("hostname = h.example\nrelayhost = [Smart.example]:587\n");
+	c = conf_with(
+	    "hostname = h.example\nrelayhost = [Smart.example]:587\n");
 	CHECK(hop_of(c, "", "x.example", &h, &why) == 0);
 	CHECK(h.channel == CHANNEL_RELAY && !h.mx && h.port == 587);
 	CHECK_STR(h.host, "[smart.example]:587");
@@ -110,8 +110,7 @@ static void
 test_wake_request(void)
 {
 	struct maildrop_file md;
-	CHECK(parse("smalt-maildrop\t1\nrequest\twake\t192.0.2.1\n", &md) ==
-	      0);
+	CHECK(parse("smalt-maildrop\t1\nrequest\twake\t192.0.2.1\n", &md) == 0);
 	CHECK_STR(md.request, "wake");
 	CHECK_STR(md.request_arg, "192.0.2.1");
 	maildrop_file_free(&md);
@@ -131,10 +130,39 @@ test_wake_request(void)
 		CHECK(parse(bad[i], &md) == -1);
 }
 
+/* relayhost_auth_file's text. */
+static void
+test_auth_parse(void)
+{
+	char *u, *p;
+	const char *t =
+	    "# provider\n\n  me@example.org   s3cret pass \r\nx y\n";
+	CHECK(mta_auth_parse(t, strlen(t), &u, &p) == 0);
+	CHECK_STR(u, "me@example.org");
+	CHECK_STR(p, "s3cret pass");
+	free(u);
+	free(p);
+	/* No newline at the end; a tab between. */
+	CHECK(mta_auth_parse("a\tb", 3, &u, &p) == 0);
+	CHECK_STR(u, "a");
+	CHECK_STR(p, "b");
+	free(u);
+	free(p);
+	/* Malformed: nothing back. */
+	static const char *const bad[] = {"", "\n\n", "# only\n", "user\n",
+					  "user   \r\n"};
+	for (size_t i = 0; i < SMALT_NELEM(bad); i++) {
+		CHECK(mta_auth_parse(bad[i], strlen(bad[i]), &u, &p) == -1);
+		CHECK(u == NULL && p == NULL);
+	}
+	CHECK(mta_auth_parse("u p\0q\n", 6, &u, &p) == -1);
+}
+
 int
 main(void)
 {
 	test_nexthops();
+	test_auth_parse();
 	test_wake_request();
 	return check_done();
 }
