@@ -277,6 +277,29 @@ mta_save_hosts(struct mta *m)
 
 /* -- one transaction */
 
+/* Received: fields in the header section (its first 256 KiB). */
+static unsigned
+count_received(int fd)
+{
+	enum { HEAD_MAX = 256 * 1024 };
+	char *buf = xmalloc(HEAD_MAX);
+	ssize_t n = pread(fd, buf, HEAD_MAX, 0);
+	unsigned hops = 0;
+	for (ssize_t i = 0; n > 0 && i < n;) {
+		char *nl = memchr(buf + i, '\n', (size_t)(n - i));
+		size_t len = nl ? (size_t)(nl - (buf + i)) : (size_t)(n - i);
+		if (len == 0 || (len == 1 && buf[i] == '\r'))
+			break; /* the end of the header section */
+		if (len >= 9 && ascii_strncasecmp(buf + i, "Received:", 9) == 0)
+			hops++;
+		if (nl == NULL)
+			break;
+		i += (ssize_t)len + 1;
+	}
+	free(buf);
+	return hops;
+}
+
 static void
 job_free(struct mta_job *j)
 {
@@ -488,6 +511,10 @@ mta_start(struct mta *m, const struct mta_tx *tx, mta_done_cb cb, void *arg)
 		snprintf(why, sizeof(why), "cannot open the queue file: %s",
 			 strerror(errno));
 		fail_all(j, DELIVER_DEFER, "4.3.0", why);
+	} else if (count_received(j->msg_fd) > MTA_HOP_LIMIT) {
+		fail_all(j, DELIVER_BOUNCE, "5.4.6",
+			 "mail forwarding loop: too many hops (Received: "
+			 "headers)");
 	} else {
 		j->msg_size = (uint64_t)st.st_size;
 		j->dns = j->hop.mx ? dns_resolve_mx(m->dns, j->hop.name,

@@ -30,6 +30,10 @@
 /* Recipients of one message to one next hop in one transaction, at most
  * (Postfix's smtp_destination_recipient_limit). */
 #define MTA_RCPT_LIMIT 50
+/* A message with more Received: headers than this is in a loop (an MX or
+ * relayhost pointing back here): it bounces with 5.4.6 instead of going
+ * round forever (Postfix's hopcount_limit). */
+#define MTA_HOP_LIMIT 50
 /* Seconds: TCP connect and TLS handshake; each command's reply; each
  * step of the message and the reply to its dot (Postfix's defaults). */
 #define MTA_CONNECT_TIMEOUT 30
