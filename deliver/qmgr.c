@@ -1375,6 +1375,8 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 			      conf->host_retry_max);
 	conf_free(q->conf);
 	q->conf = q->p->conf = conf;
+	log_info("reloaded configuration from %s",
+		 conf->source ? conf->source : "built-in defaults");
 	fill(q);
 }
 

@@ -97,12 +97,16 @@ test_nexthops(void)
 	conf_free(c);
 }
 
+/* maildrop_parse on a copy; md then owns the copy (as maildrop_read
+ * leaves it), so maildrop_file_free frees everything. */
 static int
 parse(const char *text, struct maildrop_file *md)
 {
 	const char *errstr;
+	memset(md, 0, sizeof(*md));
 	char *data = xstrdup(text);
 	int rc = maildrop_parse(data, strlen(data), md, &errstr);
+	md->data = data;
 	return rc;
 }
 
@@ -126,8 +130,10 @@ test_wake_request(void)
 	    "smalt-maildrop\t1\nrequest\twake\t1111111111111111111111111111111"
 	    "11111111111111111\n",
 	};
-	for (size_t i = 0; i < SMALT_NELEM(bad); i++)
+	for (size_t i = 0; i < SMALT_NELEM(bad); i++) {
 		CHECK(parse(bad[i], &md) == -1);
+		maildrop_file_free(&md);
+	}
 }
 
 /* relayhost_auth_file's text. */
