@@ -415,6 +415,7 @@ run_smtpd(struct daemon *d, int ready_wr)
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
+	smalt_unblock_stop_signals();
 	sp.smtpd = smtpd_new(sp.base, d->conf, d->queue, &d->listeners, err,
 			     sizeof(err));
 	if (sp.smtpd == NULL) {
@@ -515,12 +516,18 @@ child_setup(struct daemon *d, int quiet)
 		signal(master_signals[i], SIG_DFL);
 	/* `pkill smaltd` and systemd signal every process, not only the
 	 * master: a child stops when the master tells it to, and a second
-	 * SIGTERM while it finishes must not kill it. Its event loop's
-	 * handlers take over from these and restore them when freed. */
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
+	 * SIGTERM while it finishes must not kill it. Until its event loop
+	 * has handlers for them the three stay blocked, not ignored: a
+	 * SIGTERM from the master during a slow start-up (CA bundle, host
+	 * cache) must wait, not be lost. Each child unblocks them with
+	 * smalt_unblock_stop_signals() once its handlers are in place. */
 	sigprocmask(SIG_SETMASK, &master_orig, NULL);
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGHUP);
+	sigprocmask(SIG_BLOCK, &stop, NULL);
 }
 
 static struct options *reload_opt;

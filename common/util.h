@@ -40,6 +40,9 @@ void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* Writes all of buf, retrying on EINTR and short writes. 0 or -1/errno. */
 int write_all(int fd, const void *buf, size_t len);
+/* Unblocks SIGTERM, SIGINT and SIGHUP, which smaltd's children keep
+ * blocked from the fork until their handlers are in place. */
+void smalt_unblock_stop_signals(void);
 
 /* Reads a whole file into a malloc'd buffer (not NUL-terminated).
  * Returns 0, or an errno value: EFBIG when it is longer than max. */

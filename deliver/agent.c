@@ -305,6 +305,8 @@ agent_main(struct agent_params *p)
 	event_add(a.ev_sock, NULL);
 	event_add(ev_chld, NULL);
 	event_add(ev_hup, NULL);
+	/* Blocked since the fork; its children must not inherit that. */
+	smalt_unblock_stop_signals();
 	event_base_dispatch(a.base);
 	for (struct child *c = a.children; c; c = c->next)
 		log_warn("job %lu still running at exit (pid %ld)", c->job,

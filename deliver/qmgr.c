@@ -1459,6 +1459,8 @@ qmgr_main(struct qmgr_params *p)
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
+	/* Blocked since the fork: one that came meanwhile runs now. */
+	smalt_unblock_stop_signals();
 
 	/* What a stop or crash left: new mail in arrival order, retries by
 	 * their time (a delivery cut off by a crash is simply done again). */
