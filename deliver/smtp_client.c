@@ -39,6 +39,7 @@ enum expect {
 	E_RCPT,
 	E_DATA,
 	E_DOT,
+	E_RSET,
 	E_QUIT
 };
 
@@ -48,6 +49,8 @@ enum phase {
 	P_HANDSHAKE,  /* STARTTLS handshake */
 	P_COMMANDS,   /* waiting for replies */
 	P_SENDING,    /* the message text */
+	P_RESETTING,  /* RSET after a transaction that sent no message */
+	P_PARKED,     /* kept, idle: the caller owns the client */
 	P_QUITTING
 };
 
@@ -69,7 +72,7 @@ struct smtp_client {
 	void *arg;
 
 	struct event *timer; /* the phase's deadline */
-	struct event *kick;  /* starts the first connection */
+	struct event *kick;  /* starts a transaction, outside the caller */
 	struct bufferevent *bev;
 	SSL *ssl;
 	enum phase phase;
@@ -103,11 +106,15 @@ struct smtp_client {
 
 	char host_dsn[16]; /* of the last host failure */
 	int busy, done;	   /* in a callback; finished */
+	int owned;	   /* kept, and not yet reused: the caller's */
+	int reusing;	   /* a reused session, until MAIL FROM's reply */
+	int closing;	   /* smtp_client_close: nobody to tell */
 
 	struct smtp_outcome out;
 };
 
 static void next_address(struct smtp_client *c);
+static void start_over(struct smtp_client *c);
 static void finish(struct smtp_client *c);
 static void proceed_after_ehlo(struct smtp_client *c);
 static void send_mail(struct smtp_client *c);
@@ -197,6 +204,8 @@ expect_name(enum expect e)
 		return "DATA";
 	case E_DOT:
 		return "end of DATA";
+	case E_RSET:
+		return "RSET";
 	case E_QUIT:
 		return "QUIT";
 	}
@@ -316,7 +325,7 @@ host_fail(struct smtp_client *c, const char *dsn, const char *fmt, ...)
 	if (c->out.ntried > 0)
 		c->out.tried_failed[c->out.ntried - 1] = 1;
 	close_conn(c);
-	if (c->txn_started) {
+	if (c->txn_started || c->closing) {
 		for (size_t i = 0; i < c->tx.nrcpt; i++)
 			if (!c->final[i])
 				set_rcpt(c, i, DELIVER_DEFER, dsn, "%s",
@@ -355,6 +364,8 @@ doing_now(struct smtp_client *c)
 		return "sending DATA";
 	case E_DOT:
 		return "sending end of data";
+	case E_RSET:
+		return "sending RSET";
 	case E_QUIT:
 		return "sending QUIT";
 	}
@@ -366,11 +377,18 @@ static void
 lost(struct smtp_client *c, int timeout)
 {
 	const char *tail = "";
+	if (c->reusing) {
+		/* the server let the idle session go as we spoke: not its
+		 * failure, and nothing was taken yet */
+		start_over(c);
+		return;
+	}
 	c->doing = doing_now(c);
 	if (c->phase != P_SENDING && c->pend_head < c->pend_tail &&
 	    c->pend[c->pend_head].what == E_DOT)
 		tail = " -- message may be sent more than once";
-	if (c->phase == P_QUITTING) { /* all said already */
+	if (c->phase == P_QUITTING || c->phase == P_RESETTING) {
+		/* all said already; a session that fails RSET is not kept */
 		close_conn(c);
 		finish(c);
 		return;
@@ -392,6 +410,38 @@ quit(struct smtp_client *c)
 	send_cmd(c, E_QUIT, 0, "QUIT");
 	c->phase = P_QUITTING;
 	c->doing = "sending QUIT";
+}
+
+/* Keeps the idle session for smtp_client_reuse and reports. Reads stay
+ * armed, so that a server closing it meanwhile is noticed. */
+static void
+park(struct smtp_client *c)
+{
+	evtimer_del(c->timer);
+	c->pend_head = c->pend_tail = 0;
+	c->phase = P_PARKED;
+	c->doing = "waiting for the next message";
+	c->owned = 1;
+	c->out.kept = 1;
+	finish(c);
+}
+
+/* The server ended the transaction. rset: it may still hold part of it
+ * (MAIL or RCPT taken, no message), which a kept session must clear. */
+static void
+end_txn(struct smtp_client *c, int rset)
+{
+	if (!c->p.keep_open) {
+		quit(c);
+		return;
+	}
+	if (rset) {
+		c->doing = "sending RSET";
+		send_cmd(c, E_RSET, 0, "RSET");
+		c->phase = P_RESETTING;
+		return;
+	}
+	park(c);
 }
 
 /* ---- the message ------------------------------------------------------- */
@@ -553,6 +603,7 @@ send_mail(struct smtp_client *c)
 	c->out.host_failed = 0; /* this one takes the transaction */
 	c->out.host_reason[0] = '\0';
 	c->host_dsn[0] = '\0';
+	c->out.ready_us = now_usec();
 	if (c->f_size > 0 && c->tx.msg_size > c->f_size) {
 		for (size_t i = 0; i < c->tx.nrcpt; i++)
 			set_rcpt(c, i, DELIVER_BOUNCE, "5.3.4",
@@ -563,7 +614,7 @@ send_mail(struct smtp_client *c)
 		c->txn_started = 1;
 		snprintf(c->out.relay, sizeof(c->out.relay), "%s:%u", c->host,
 			 c->port);
-		quit(c);
+		end_txn(c, 0); /* nothing started: the session is clean */
 		return;
 	}
 	if (c->esmtp && c->f_size > 0)
@@ -588,7 +639,7 @@ static void
 after_rcpts(struct smtp_client *c)
 {
 	if (c->naccepted == 0) {
-		quit(c);
+		end_txn(c, 1);
 		return;
 	}
 	c->doing = "sending DATA";
@@ -696,12 +747,18 @@ on_reply(struct smtp_client *c)
 		send_mail(c);
 		return;
 	case E_MAIL:
+		if (c->reusing && code == 421) {
+			/* the idle session's end, crossing our MAIL */
+			start_over(c);
+			return;
+		}
+		c->reusing = 0;
 		if (!ok) {
 			c->mail_failed = 1;
 			for (size_t i = 0; i < c->tx.nrcpt; i++)
 				rcpt_from_reply(c, i, E_MAIL);
 			if (!c->f_pipelining)
-				quit(c);
+				end_txn(c, 1);
 			return;
 		}
 		if (!c->f_pipelining) {
@@ -747,14 +804,20 @@ on_reply(struct smtp_client *c)
 			for (size_t i = 0; i < c->tx.nrcpt; i++)
 				if (c->accepted[i])
 					rcpt_from_reply(c, i, E_DATA);
-		quit(c);
+		end_txn(c, 1);
 		return;
 	case E_DOT:
 		if (!c->mail_failed)
 			for (size_t i = 0; i < c->tx.nrcpt; i++)
 				if (c->accepted[i])
 					rcpt_from_reply(c, i, E_DOT);
-		quit(c);
+		end_txn(c, 0);
+		return;
+	case E_RSET:
+		if (ok)
+			park(c);
+		else
+			quit(c);
 		return;
 	case E_QUIT:
 		close_conn(c);
@@ -768,6 +831,12 @@ on_read_(struct smtp_client *c, struct bufferevent *bev)
 {
 	struct evbuffer *in = bufferevent_get_input(bev);
 	while (c->bev == bev && c->phase != P_HANDSHAKE) {
+		if (c->phase == P_PARKED) {
+			/* an idle server speaks to say goodbye (421) */
+			if (evbuffer_get_length(in) > 0)
+				close_conn(c);
+			return;
+		}
 		size_t n;
 		char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
 		if (line == NULL) {
@@ -890,6 +959,12 @@ on_event_(struct smtp_client *c, struct bufferevent *bev, short what)
 	}
 	if (!(what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)))
 		return;
+	if (c->phase == P_PARKED) {
+		/* the idle session is gone: the next reuse starts over */
+		ERR_clear_error();
+		close_conn(c);
+		return;
+	}
 	int err = EVUTIL_SOCKET_ERROR();
 	unsigned long ssl_err =
 	    c->ssl != NULL ? bufferevent_get_openssl_error(bev) : 0;
@@ -1096,6 +1171,51 @@ next_address(struct smtp_client *c)
 	}
 }
 
+/* Forgets the last transaction and the outcome that told of it. */
+static void
+reset_txn(struct smtp_client *c)
+{
+	size_t n = c->tx.nrcpt ? c->tx.nrcpt : 1;
+	struct deliver_result *r = c->out.rcpt;
+	memset(&c->out, 0, sizeof(c->out));
+	memset(r, 0, n * sizeof(*r));
+	c->out.rcpt = r;
+	smalt_strlcpy(c->out.relay, "none", sizeof(c->out.relay));
+	memset(c->accepted, 0, n * sizeof(*c->accepted));
+	memset(c->final, 0, n * sizeof(*c->final));
+	c->txn_started = c->mail_failed = 0;
+	c->naccepted = 0;
+	c->sent = 0;
+	c->bol = 1;
+	c->host_dsn[0] = '\0';
+}
+
+/* From the first address, as smtp_client_start does; also when a reused
+ * session turned out to be gone. */
+static void
+start_over(struct smtp_client *c)
+{
+	close_conn(c);
+	reset_txn(c);
+	c->reusing = 0;
+	c->cur = 0;
+	next_address(c);
+}
+
+/* The next transaction on the parked session, which the outcome names
+ * alone. */
+static void
+reuse_session(struct smtp_client *c)
+{
+	reset_txn(c);
+	c->reusing = 1;
+	c->out.tried_addrs = 1;
+	smalt_strlcpy(c->out.tried_ips[0], c->ip, sizeof(c->out.tried_ips[0]));
+	c->out.tried_failed[0] = 0;
+	c->out.ntried = 1;
+	send_mail(c);
+}
+
 static void
 on_kick(evutil_socket_t fd, short what, void *arg)
 {
@@ -1103,8 +1223,46 @@ on_kick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	enter(c);
-	next_address(c);
+	if (c->phase == P_PARKED && c->bev != NULL)
+		reuse_session(c);
+	else
+		start_over(c);
 	leave(c);
+}
+
+static void
+free_tx(struct smtp_client *c)
+{
+	free(c->sender);
+	for (size_t i = 0; i < c->tx.nrcpt; i++)
+		free(c->rcpts[i]);
+	free(c->rcpts);
+	free(c->accepted);
+	free(c->final);
+	free(c->out.rcpt);
+	c->sender = NULL;
+	c->rcpts = NULL;
+	c->accepted = c->final = NULL;
+	c->out.rcpt = NULL;
+	c->tx.nrcpt = 0;
+}
+
+/* Copies tx, and sizes the per-recipient state to it. */
+static void
+set_tx(struct smtp_client *c, const struct smtp_tx *tx)
+{
+	size_t n = tx->nrcpt ? tx->nrcpt : 1;
+	free_tx(c);
+	c->tx = *tx;
+	c->sender = xstrdup(tx->sender ? tx->sender : "");
+	c->tx.sender = c->sender;
+	c->rcpts = xcalloc(n, sizeof(char *));
+	for (size_t i = 0; i < tx->nrcpt; i++)
+		c->rcpts[i] = xstrdup(tx->rcpts[i]);
+	c->tx.rcpts = (const char *const *)c->rcpts;
+	c->accepted = xcalloc(n, sizeof(int));
+	c->final = xcalloc(n, sizeof(int));
+	c->out.rcpt = xcalloc(n, sizeof(struct deliver_result));
 }
 
 static void
@@ -1120,22 +1278,25 @@ client_free(struct smtp_client *c)
 		free(c->auth_pass);
 	}
 	free(c->targets);
-	free(c->sender);
-	for (size_t i = 0; i < c->tx.nrcpt; i++)
-		free(c->rcpts[i]);
-	free(c->rcpts);
+	free_tx(c);
 	free(c->pend);
 	free(c->iobuf);
-	free(c->accepted);
-	free(c->final);
-	free(c->out.rcpt);
 	free(c);
 }
 
 static void
 finish(struct smtp_client *c)
 {
-	close_conn(c);
+	c->reusing = 0;
+	if (c->closing) { /* smtp_client_close: QUIT answered or not */
+		close_conn(c);
+		c->done = 1;
+		if (c->busy == 0)
+			client_free(c);
+		return;
+	}
+	if (!c->out.kept)
+		close_conn(c);
 	if (!c->txn_started)
 		smalt_strlcpy(c->out.relay, "none", sizeof(c->out.relay));
 	for (size_t i = 0; i < c->tx.nrcpt; i++) {
@@ -1147,9 +1308,10 @@ finish(struct smtp_client *c)
 			     ? c->out.host_reason
 			     : "delivery temporarily suspended");
 	}
-	c->done = 1;
+	/* kept: the caller's now, and cb may reuse, close or cancel it */
+	c->done = !c->out.kept;
 	c->cb(c->arg, &c->out);
-	if (c->busy == 0)
+	if (c->done && c->busy == 0)
 		client_free(c);
 }
 
@@ -1168,6 +1330,13 @@ leave(struct smtp_client *c)
 		client_free(c);
 }
 
+static void
+kick(struct smtp_client *c)
+{
+	struct timeval zero = {0, 0};
+	evtimer_add(c->kick, &zero);
+}
+
 struct smtp_client *
 smtp_client_start(struct event_base *base, const struct smtp_client_params *p,
 		  const struct dns_target *targets, size_t ntargets,
@@ -1184,32 +1353,61 @@ smtp_client_start(struct event_base *base, const struct smtp_client_params *p,
 	c->targets = xcalloc(ntargets ? ntargets : 1, sizeof(*targets));
 	memcpy(c->targets, targets, ntargets * sizeof(*targets));
 	c->ntargets = ntargets;
-	c->tx = *tx;
-	c->sender = xstrdup(tx->sender ? tx->sender : "");
-	c->tx.sender = c->sender;
-	c->rcpts = xcalloc(tx->nrcpt ? tx->nrcpt : 1, sizeof(char *));
-	for (size_t i = 0; i < tx->nrcpt; i++)
-		c->rcpts[i] = xstrdup(tx->rcpts[i]);
-	c->tx.rcpts = (const char *const *)c->rcpts;
+	set_tx(c, tx);
 	c->cb = cb;
 	c->arg = arg;
 	c->npend_cap = tx->nrcpt + 8;
 	c->pend = xcalloc(c->npend_cap, sizeof(*c->pend));
-	c->accepted = xcalloc(tx->nrcpt ? tx->nrcpt : 1, sizeof(int));
-	c->final = xcalloc(tx->nrcpt ? tx->nrcpt : 1, sizeof(int));
-	c->out.rcpt =
-	    xcalloc(tx->nrcpt ? tx->nrcpt : 1, sizeof(struct deliver_result));
 	smalt_strlcpy(c->out.relay, "none", sizeof(c->out.relay));
 	c->timer = evtimer_new(base, on_timer, c);
 	c->kick = evtimer_new(base, on_kick, c);
-	struct timeval zero = {0, 0};
-	evtimer_add(c->kick, &zero);
+	kick(c);
 	return c;
+}
+
+int
+smtp_client_reuse(struct smtp_client *c, const struct smtp_tx *tx,
+		  smtp_done_cb cb, void *arg)
+{
+	if (c == NULL || !c->owned || c->done || c->closing)
+		return -1;
+	c->owned = 0;
+	set_tx(c, tx);
+	c->cb = cb;
+	c->arg = arg;
+	/* the parked session, or a new one when it died meanwhile: decided
+	 * in on_kick, so that cb never runs from inside this call */
+	kick(c);
+	return 0;
+}
+
+void
+smtp_client_close(struct smtp_client *c)
+{
+	if (c == NULL)
+		return;
+	if (!c->owned || c->done || c->closing || c->bev == NULL ||
+	    c->phase != P_PARKED) {
+		smtp_client_cancel(c);
+		return;
+	}
+	c->owned = 0;
+	c->closing = 1;
+	quit(c);
 }
 
 void
 smtp_client_cancel(struct smtp_client *c)
 {
-	if (c != NULL)
-		client_free(c);
+	if (c == NULL)
+		return;
+	if (c->busy > 0) {
+		/* from cb: the stack above still uses c; leave() frees it */
+		close_conn(c);
+		evtimer_del(c->kick);
+		c->owned = 0;
+		c->done = 1;
+		return;
+	}
+	client_free(c);
 }

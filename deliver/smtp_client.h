@@ -43,7 +43,32 @@
  * - The message: msg_size octets of msg_fd from msg_offset, with CRLF line
  *   ends and not dot-stuffed (the queue's form, SPEC §9): read in 64 KiB
  *   chunks as the socket drains, a leading dot doubled, CRLF added when the
- *   text does not end with one, then ".". */
+ *   text does not end with one, then ".".
+ *
+ * Connection reuse (keep_open), after Postfix's connection cache: the
+ * session goes on to the next message for the same next hop instead of a
+ * new connection per message.
+ * - Kept: a transaction the server ended cleanly, i.e. it replied to the
+ *   final dot (2xx, 4xx or 5xx), or to DATA with no 354, or no recipient
+ *   was accepted or MAIL was refused; in the last three the engine sends
+ *   RSET and keeps the session only on its 2xx (else QUIT, as without
+ *   keep_open). A SIZE bounce decided before MAIL keeps it too (nothing
+ *   was started, no RSET). Never kept: a timeout, a lost connection, a
+ *   host failure, a failure to read the message.
+ * - While parked the engine still reads: the server closing the session,
+ *   an error, or anything it says (an idle timeout's 421) closes the
+ *   socket, and the next smtp_client_reuse starts over. It sets no limit
+ *   on the idle time: that is the caller's (Postfix keeps a session 2 s
+ *   for the next message, smtp_connection_cache_time_limit).
+ * - smtp_client_reuse: MAIL FROM on the parked session (with the
+ *   extensions, TLS and AUTH of its EHLO). Until the reply to MAIL FROM
+ *   shows the server still there, a lost connection, a timeout or a 421
+ *   reply (a server that closed the idle session as the command went)
+ *   starts over as smtp_client_start would: the targets from the first,
+ *   with a fresh outcome; never a host failure or a deferral of its own.
+ *   After that reply, failures are those of any session.
+ * - The outcome of a reused session names it: relay, one tried_ips entry
+ *   (tried_addrs 1); ready_us is when the transaction began. */
 #ifndef SMALT_SMTP_CLIENT_H
 #define SMALT_SMTP_CLIENT_H
 
@@ -75,6 +100,9 @@ struct smtp_client_params {
 	unsigned command_timeout; /* each reply */
 	unsigned data_timeout;	  /* each step of the message's sending, and
 				     the reply to its final dot */
+	/* 1: a transaction that ended cleanly leaves the session open and
+	 * idle (outcome kept) instead of QUIT; see above. */
+	int keep_open;
 };
 
 struct smtp_tx {
@@ -108,13 +136,26 @@ struct smtp_outcome {
 	char tried_ips[SMTP_MAX_TRIED][48];
 	int tried_failed[SMTP_MAX_TRIED];
 	size_t ntried;
+	/* 1: the session is open and idle, and the caller owns the client:
+	 * it must call smtp_client_reuse, smtp_client_close or
+	 * smtp_client_cancel; the engine does not free itself. */
+	int kept;
+	/* Wall clock (CLOCK_REALTIME) in microseconds when the session that
+	 * took the transaction was ready for MAIL FROM (after greeting,
+	 * EHLO, STARTTLS and AUTH), or when a reused session began it; 0 when
+	 * no session got that far. Splits delays= into setup and
+	 * transmission. */
+	uint64_t ready_us;
 };
 
 struct smtp_client;
 
-/* Runs exactly once per smtp_client_start (unless cancelled first), never
- * from inside smtp_client_start. o is valid during the call only; the
- * engine frees itself after cb returns (do not cancel it from cb). */
+/* Runs exactly once per smtp_client_start or smtp_client_reuse (unless
+ * cancelled first), never from inside either. o is valid during the call
+ * only, and no longer once cb called smtp_client_reuse, _close or _cancel.
+ * Unless o->kept, the engine frees itself after cb returns. cb may call
+ * smtp_client_reuse, _close or _cancel on a kept client, and _cancel on
+ * any (a no-op then, since the client ends anyway). */
 typedef void (*smtp_done_cb)(void *arg, const struct smtp_outcome *o);
 
 /* Copies params, targets and tx (not the message: msg_fd must stay open
@@ -124,6 +165,15 @@ struct smtp_client *smtp_client_start(struct event_base *base,
 				      const struct dns_target *targets,
 				      size_t ntargets, const struct smtp_tx *tx,
 				      smtp_done_cb cb, void *arg);
+/* The next transaction on a client whose last outcome was kept, with the
+ * same params and targets; tx is copied as by smtp_client_start, and cb
+ * runs as for it. -1 (nothing done) when the client is not parked. */
+int smtp_client_reuse(struct smtp_client *c, const struct smtp_tx *tx,
+		      smtp_done_cb cb, void *arg);
+/* Ends a parked client politely: QUIT, then the connection closes on its
+ * reply, on EOF or after command_timeout, and the client frees itself;
+ * no callback. On a client that is not parked it is smtp_client_cancel. */
+void smtp_client_close(struct smtp_client *c);
 /* Stops at once, closing any connection; cb never runs. */
 void smtp_client_cancel(struct smtp_client *c);
 

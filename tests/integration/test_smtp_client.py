@@ -3,7 +3,9 @@
 (tests/smtp_client_driver) against real servers on loopback: Postfix's
 smtp-sink, aiosmtpd (STARTTLS and AUTH), and a scripted Python server for
 the failure cases (refused, hanging, 421 greeting, per-recipient 4xx/5xx,
-5xx after DATA, SIZE, TLS policies, AUTH). Each check prints one line; the
+5xx after DATA, SIZE, TLS policies, AUTH), and connection reuse (several
+messages through one client: kept sessions, RSET, idle sessions the server
+closed). Each check prints one line; the
 last line is "N passed, N failed". smtp-sink or aiosmtpd missing: their
 checks are skipped (the scripted server covers the engine anyway)."""
 
@@ -56,8 +58,8 @@ MSG = write_msg("m.txt", b"Subject: test\r\n\r\nhello\r\n.leading dot\r\n"
                 b"..two dots\r\n.\r\nlast line\r\n")
 
 
-def run(targets, rcpts, policy="none", sender="s@example.test", msg=MSG,
-        extra=(), timeout=30):
+def drive(targets, rcpts, policy, sender, msg, extra, timeout):
+    """Runs the driver: (stdout, raw output, start, end)."""
     args = [DRIVER, "-T", T, "-t", policy, "-f", sender, "-m", msg]
     for t in targets:
         args += ["-a", "%s,%s,%d" % t]
@@ -65,11 +67,42 @@ def run(targets, rcpts, policy="none", sender="s@example.test", msg=MSG,
     args += list(rcpts)
     t0 = time.time()
     p = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    out = {"elapsed": time.time() - t0, "raw": p.stdout + p.stderr,
-           "rcpt": {}, "tried_ip": []}
     if p.returncode != 0 or "Sanitizer" in p.stderr:
         BAD_EXITS.append((args, p.returncode, p.stderr[-3000:]))
-    for line in p.stdout.splitlines():
+    return p.stdout, p.stdout + p.stderr, t0, time.time()
+
+
+def run(targets, rcpts, policy="none", sender="s@example.test", msg=MSG,
+        extra=(), timeout=30):
+    stdout, raw, t0, t1 = drive(targets, rcpts, policy, sender, msg, extra,
+                                timeout)
+    out = parse(stdout.splitlines())
+    out.update(elapsed=t1 - t0, raw=raw, t0=t0, t1=t1)
+    return out
+
+
+def run_many(targets, rcpts, n, policy="none", sender="s@example.test",
+             msg=MSG, extra=(), timeout=60):
+    """The message n times through one driver (-n): a list of outcomes,
+    one per "message=" block, and the whole run (raw, elapsed, t0, t1,
+    cancelled)."""
+    stdout, raw, t0, t1 = drive(targets, rcpts, policy, sender, msg,
+                                ["-n", str(n)] + list(extra), timeout)
+    blocks = []
+    for line in stdout.splitlines():
+        if line.startswith("message="):
+            blocks.append([])
+        elif blocks and line != "cancelled":
+            blocks[-1].append(line)
+    outs = [parse(b) for b in blocks]
+    whole = {"raw": raw, "elapsed": t1 - t0, "t0": t0, "t1": t1,
+             "cancelled": "cancelled" in stdout.splitlines()}
+    return outs, whole
+
+
+def parse(lines):
+    out = {"rcpt": {}, "tried_ip": []}
+    for line in lines:
         if line.startswith("rcpt="):
             parts = {}
             head, rest = line.split(" reason=", 1)
@@ -88,6 +121,12 @@ def run(targets, rcpts, policy="none", sender="s@example.test", msg=MSG,
     return out
 
 
+def ready_ok(o, r):
+    """ready_us set, and within the driver's run."""
+    us = int(o.get("ready_us", "0"))
+    return r["t0"] * 1e6 - 1e5 <= us <= r["t1"] * 1e6 + 1e5
+
+
 def status(o, r):
     return o["rcpt"].get(r, {}).get("status")
 
@@ -97,7 +136,12 @@ def status(o, r):
 class Fake:
     """One listening socket; each connection follows the options. What
     clients sent is kept in self.sessions: dicts with "cmds", "msgs",
-    "tls", "auth"."""
+    "tls", "auth", "idx" (its number, from 0) and "mails" (MAIL commands
+    so far). mail, data, dot and close_after may be functions of that
+    dict; after_dot too:
+    what the server does once it answered a dot (None, "close", "421":
+    says 421 and closes, "421 open": says 421 and hangs, "hang": says
+    nothing more)."""
 
     def __init__(self, greeting="220 fake.test ESMTP", ext=("PIPELINING",
                  "8BITMIME"), ehlo=None, helo="250 fake.test",
@@ -106,7 +150,7 @@ class Fake:
                  hang_after=None, close_after=None, starttls_ctx=None,
                  tls_garbage=False, implicit_ctx=None, auth=None,
                  auth_reply="235 2.7.0 Authentication successful",
-                 family=socket.AF_INET):
+                 family=socket.AF_INET, after_dot=None, rset="250 2.0.0 Ok"):
         self.o = dict(locals())
         del self.o["self"]
         self.sessions = []
@@ -136,7 +180,8 @@ class Fake:
                              daemon=True).start()
 
     def serve(self, c):
-        s = {"cmds": [], "msgs": [], "tls": False, "auth": None}
+        s = {"cmds": [], "msgs": [], "tls": False, "auth": None,
+             "idx": len(self.sessions), "mails": 0}
         self.sessions.append(s)
         try:
             self.session(c, s)
@@ -162,6 +207,10 @@ class Fake:
         def say(line):
             c.sendall(line.encode() + b"\r\n")
 
+        def opt(name):
+            v = o[name]
+            return v(s) if callable(v) else v
+
         say(o["greeting"])
         if not o["greeting"].startswith("2"):
             f.readline()
@@ -176,7 +225,7 @@ class Fake:
             if o["hang_after"] == verb:
                 time.sleep(8)
                 return
-            if o["close_after"] == verb:
+            if opt("close_after") == verb:
                 return
             if verb == "EHLO":
                 if o["ehlo"]:
@@ -222,7 +271,12 @@ class Fake:
                     "535 5.7.8 Error: authentication failed")
             elif verb == "MAIL":
                 s["ok_rcpts"] = 0
-                say(o["mail"])
+                s["mails"] += 1
+                r = opt("mail")
+                s["in_mail"] = r.startswith("2")
+                say(r)
+            elif verb == "RCPT" and not s.get("in_mail"):
+                say("503 5.5.1 Error: need MAIL command")
             elif verb == "RCPT":
                 addr = cmd[cmd.index("<") + 1:cmd.index(">")]
                 r = o["rcpt"](addr) if o["rcpt"] else "250 2.1.5 Ok"
@@ -233,8 +287,9 @@ class Fake:
                 if not s.get("ok_rcpts"):
                     say("554 5.5.1 Error: no valid recipients")
                     continue
-                say(o["data"])
-                if not o["data"].startswith("354"):
+                r = opt("data")
+                say(r)
+                if not r.startswith("354"):
                     continue
                 if o["hang_after"] == "BODY":  # stops reading
                     time.sleep(8)
@@ -251,12 +306,27 @@ class Fake:
                 if o["hang_after"] == "DOT":
                     time.sleep(8)
                     return
-                say(o["dot"])
+                say(opt("dot"))
+                s["ok_rcpts"] = 0
+                s["in_mail"] = False
+                after = opt("after_dot")
+                if after == "close":
+                    return
+                if after in ("421", "421 open"):
+                    say("421 4.4.2 fake.test Error: timeout exceeded")
+                    if after == "421 open":  # and reads no more
+                        time.sleep(8)
+                    return
+                if after == "hang":
+                    time.sleep(8)
+                    return
             elif verb == "QUIT":
                 say("221 2.0.0 Bye")
                 return
             elif verb == "RSET":
-                say("250 2.0.0 Ok")
+                s["ok_rcpts"] = 0
+                s["in_mail"] = False
+                say(o["rset"])
             else:
                 say("502 5.5.2 Error: command not recognized")
 
@@ -323,7 +393,7 @@ def t_sink():
     os.chmod(dumpdir, 0o777)
     procs = []
 
-    def sink(*opts):
+    def sink(*opts, out=None):
         port = free_port()
         user = ["-u", "nobody"] if os.geteuid() == 0 else []
         env = dict(os.environ)
@@ -331,7 +401,7 @@ def t_sink():
             env["LD_LIBRARY_PATH"] = SINK_LIBS
         p = subprocess.Popen([SINK] + user + list(opts) +
                              ["127.0.0.1:%d" % port, "10"],
-                             stdout=subprocess.DEVNULL,
+                             stdout=out or subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env=env)
         procs.append(p)
         for _ in range(100):
@@ -403,6 +473,41 @@ def t_sink():
         o = run([("mx.test", "127.0.0.1", port)], ["a@x.test"])
         C.check("sink: no ESMTP: HELO fallback delivers",
                 status(o, "a@x.test") == "sent", o["raw"])
+
+        # -c: "sess=N quit=N mesg=N" as sessions end and dots arrive
+        def counters(path, want):
+            last = [""]
+            for _ in range(40):  # the last session ends after our exit
+                text = open(path, "rb").read().decode()
+                last = [x for x in text.replace("\n", "\r").split("\r")
+                        if x.startswith("sess=")] or [""]
+                if last[-1] == want:
+                    break
+                time.sleep(0.05)
+            return last[-1]
+
+        # (sink()'s readiness probe is a session too)
+        for keep, nosess in ((True, "sess=2 quit=1 mesg=3"),
+                             (False, "sess=4 quit=3 mesg=3")):
+            cpath = os.path.join(BASE, "sink-c-%d" % keep)
+            with open(cpath, "wb") as cf:
+                port = sink("-c", out=cf)
+            outs, r = run_many([("mx.test", "127.0.0.1", port)],
+                               ["a@x.test", "b@x.test"], 3,
+                               extra=["-k"] if keep else [])
+            got = counters(cpath, nosess)
+            tag = "keep_open" if keep else "no keep_open"
+            C.check("sink, %s: 3 messages, all delivered" % tag,
+                    len(outs) == 3 and all(
+                        status(o, "a@x.test") == "sent" and
+                        status(o, "b@x.test") == "sent" for o in outs),
+                    r["raw"])
+            C.check("sink, %s: %s sessions, QUITs" % (
+                tag, "one" if keep else "3"), got == nosess,
+                    (got, r["raw"]))
+            C.check("sink, %s: kept=%d, ready_us in the run" % (tag, keep),
+                    all(o.get("kept") == str(int(keep)) and ready_ok(o, r)
+                        for o in outs), r["raw"])
     finally:
         for p in procs:
             p.terminate()
@@ -431,6 +536,14 @@ def t_next_address():
                 o.get("host_reason") == "connect to mx1.test[127.0.0.1]:%d:"
                 " Connection refused" % closed and
                 o["rcpt"]["a@x.test"]["dsn"] == "4.4.1", o["raw"])
+        C.check("no session got to MAIL: ready_us=0, not kept",
+                o.get("ready_us") == "0" and o.get("kept") == "0", o["raw"])
+        o = run([("mx1.test", "127.0.0.1", closed)], ["a@x.test"],
+                extra=["-k"])
+        C.check("keep_open, refused: deferred, not kept",
+                status(o, "a@x.test") == "deferred" and
+                o.get("kept") == "0" and o.get("host_failed") == "1",
+                o["raw"])
     finally:
         f.close()
     h = Fake(hang=True)
@@ -657,6 +770,279 @@ def t_replies():
         f.close()
 
 
+def verbs(sess):
+    return [c.split(" ")[0].upper() for c in sess["cmds"]]
+
+
+def t_reuse():
+    section("connection reuse: keep_open, reuse, RSET, idle sessions lost")
+    AB = ["a@x.test", "b@x.test"]
+
+    def mx(f):
+        return [("mx.test", "127.0.0.1", f.port)]
+
+    def all_sent(outs, n, rcpts=AB):
+        return len(outs) == n and all(status(o, r) == "sent"
+                                      for o in outs for r in rcpts)
+
+    for pipe in (True, False):
+        tag = "pipelined" if pipe else "one by one"
+        txn = ["MAIL", "RCPT", "RCPT", "DATA"]
+        for wait in ([], ["-w", "150"]):
+            wtag = tag + (", reuse after a pause" if wait else
+                          ", reuse from the callback")
+            f = Fake(ext=("PIPELINING",) if pipe else ())
+            try:
+                outs, r = run_many(mx(f), AB, 3, extra=["-k"] + wait)
+                C.check("%s: 3 messages over one connection" % wtag,
+                        all_sent(outs, 3) and len(f.sessions) == 1 and
+                        len(f.sessions[0]["msgs"]) == 3,
+                        (r["raw"], f.sessions))
+                C.check("%s: one EHLO, no RSET, QUIT only at the end" %
+                        wtag, f.sessions and verbs(f.sessions[0]) ==
+                        ["EHLO"] + txn * 3 + ["QUIT"], f.sessions)
+                us = [int(o.get("ready_us", "0")) for o in outs]
+                C.check("%s: kept, the session named, ready_us rising" %
+                        wtag, all(o.get("kept") == "1" and
+                                  o.get("relay") == "mx.test[127.0.0.1]:%d"
+                                  % f.port and o.get("tried") == "1" and
+                                  o["tried_ip"] ==
+                                  ["tried_ip=127.0.0.1 failed=0"] and
+                                  o.get("host_failed") == "0" and
+                                  ready_ok(o, r) for o in outs) and
+                        us == sorted(us), r["raw"])
+            finally:
+                f.close()
+    f = Fake()
+    try:
+        outs, r = run_many(mx(f), AB, 3)
+        C.check("no keep_open: a connection and a QUIT per message",
+                all_sent(outs, 3) and len(f.sessions) == 3 and
+                all(verbs(x) == ["EHLO", "MAIL", "RCPT", "RCPT", "DATA",
+                                 "QUIT"] for x in f.sessions) and
+                all(o.get("kept") == "0" and ready_ok(o, r) for o in outs),
+                (r["raw"], f.sessions))
+    finally:
+        f.close()
+
+    for after in ("close", "421"):
+        for wait in (["-w", "300"], []):
+            name = "server %s after each message%s" % (
+                "closes" if after == "close" else "says 421 and closes",
+                ", noticed while idle" if wait else ", racing the reuse")
+            f = Fake(after_dot=after)
+            try:
+                outs, r = run_many(mx(f), AB, 3, extra=["-k"] + wait)
+                C.check("%s: all delivered, a new connection each" % name,
+                        all_sent(outs, 3) and len(f.sessions) == 3 and
+                        all(len(x["msgs"]) == 1 for x in f.sessions),
+                        (r["raw"], f.sessions))
+                C.check("%s: no host failure, one address tried" % name,
+                        all(o.get("host_failed") == "0" and
+                            o.get("tried") == "1" and
+                            o["tried_ip"] == ["tried_ip=127.0.0.1 failed=0"]
+                            for o in outs), r["raw"])
+            finally:
+                f.close()
+    f = Fake(close_after=lambda s: "MAIL" if s["idx"] == 0 and s["mails"]
+             else None)
+    try:
+        outs, r = run_many(mx(f), AB, 2, extra=["-k", "-w", "100"])
+        C.check("idle session lost as MAIL goes: a new connection "
+                "delivers", all_sent(outs, 2) and len(f.sessions) == 2 and
+                outs[1].get("host_failed") == "0" and
+                outs[1]["tried_ip"] == ["tried_ip=127.0.0.1 failed=0"] and
+                len(f.sessions[1]["msgs"]) == 1, (r["raw"], f.sessions))
+    finally:
+        f.close()
+    f = Fake(after_dot=lambda s: "421 open" if s["idx"] == 0 else None)
+    try:
+        outs, r = run_many(mx(f), AB, 2, extra=["-k", "-w", "300"])
+        C.check("421 while idle, the socket left open: dropped at once, "
+                "a new connection delivers", all_sent(outs, 2) and
+                len(f.sessions) == 2 and outs[1].get("host_failed") == "0"
+                and r["elapsed"] < 1.5 and
+                verbs(f.sessions[0]) == ["EHLO", "MAIL", "RCPT", "RCPT",
+                                         "DATA"],
+                "%.1fs %s %s" % (r["elapsed"], r["raw"], f.sessions))
+    finally:
+        f.close()
+    f = Fake(after_dot=lambda s: "hang" if s["idx"] == 0 else None)
+    try:
+        outs, r = run_many(mx(f), AB, 2, extra=["-k"])
+        C.check("idle session stops answering: MAIL times out, a new "
+                "connection delivers",
+                all_sent(outs, 2) and len(f.sessions) == 2 and
+                outs[1].get("host_failed") == "0" and
+                outs[1].get("tried") == "1" and
+                1.5 < r["elapsed"] < 6, "%.1fs %s" % (r["elapsed"], r["raw"]))
+    finally:
+        f.close()
+    f = Fake(mail=lambda s: "421 4.7.0 fake.test too many messages"
+             if s["mails"] > 1 else "250 2.1.0 Ok")
+    try:
+        outs, r = run_many(mx(f), AB, 3, extra=["-k"])
+        C.check("421 to MAIL on a reused session: a new connection",
+                all_sent(outs, 3) and len(f.sessions) == 3 and
+                all(o.get("host_failed") == "0" for o in outs),
+                (r["raw"], f.sessions))
+    finally:
+        f.close()
+    f = Fake(close_after=lambda s: "RCPT" if s["mails"] == 2 else None)
+    try:
+        outs, r = run_many(mx(f), AB, 2, extra=["-k"])
+        C.check("reused session lost after MAIL's reply: deferred, as any",
+                len(outs) == 2 and all_sent(outs[:1], 1) and
+                status(outs[1], "a@x.test") == "deferred" and
+                "lost connection with mx.test[127.0.0.1] while sending "
+                "RCPT TO" in outs[1]["rcpt"]["a@x.test"]["reason"] and
+                outs[1].get("kept") == "0" and len(f.sessions) == 1,
+                (r["raw"], f.sessions))
+    finally:
+        f.close()
+    f = Fake(mail="421 4.7.0 fake.test go away")
+    try:
+        outs, r = run_many(mx(f), ["a@x.test"], 2, extra=["-k"])
+        C.check("421 to MAIL on a new session: deferred, no loop",
+                len(outs) == 2 and all(status(o, "a@x.test") == "deferred"
+                                       for o in outs) and
+                len(f.sessions) == 2 and r["elapsed"] < 3,
+                (r["raw"], f.sessions))
+    finally:
+        f.close()
+
+    for code, st in (("554 5.7.1 rejected as spam", "bounced"),
+                     ("451 4.3.0 queue trouble", "deferred")):
+        f = Fake(dot=lambda s, code=code: code if len(s["msgs"]) == 1
+                 else "250 2.0.0 Ok: queued")
+        try:
+            outs, r = run_many(mx(f), AB, 2, extra=["-k"])
+            C.check("%sxx to the dot: %s, the session kept for the next" %
+                    (code[0], st),
+                    len(outs) == 2 and status(outs[0], "a@x.test") == st and
+                    status(outs[0], "b@x.test") == st and
+                    "(in reply to end of DATA command)" in
+                    outs[0]["rcpt"]["a@x.test"]["reason"] and
+                    outs[0].get("kept") == "1" and
+                    status(outs[1], "a@x.test") == "sent" and
+                    len(f.sessions) == 1 and "RSET" not in
+                    verbs(f.sessions[0]), (r["raw"], f.sessions))
+        finally:
+            f.close()
+
+    for pipe in (True, False):
+        tag = "pipelined" if pipe else "one by one"
+        calls = []
+
+        def rc(addr, calls=calls):
+            calls.append(addr)
+            return ("550 5.1.1 <%s>: unknown" % addr if len(calls) <= 2
+                    else "250 2.1.5 Ok")
+
+        f = Fake(rcpt=rc, ext=("PIPELINING",) if pipe else ())
+        try:
+            outs, r = run_many(mx(f), AB, 2, extra=["-k"])
+            first = ["MAIL", "RCPT", "RCPT"] + (["DATA"] if pipe else [])
+            C.check("%s: every RCPT refused: RSET, the session reused" % tag,
+                    len(outs) == 2 and status(outs[0], "a@x.test") ==
+                    "bounced" and status(outs[0], "b@x.test") == "bounced"
+                    and outs[0].get("kept") == "1" and
+                    status(outs[1], "a@x.test") == "sent" and
+                    len(f.sessions) == 1 and verbs(f.sessions[0]) ==
+                    ["EHLO"] + first + ["RSET", "MAIL", "RCPT", "RCPT",
+                                        "DATA", "QUIT"] and
+                    len(f.sessions[0]["msgs"]) == 1, (r["raw"], f.sessions))
+        finally:
+            f.close()
+    calls = []
+
+    def rc2(addr):  # the first message accepted, the second refused
+        calls.append(addr)
+        return ("250 2.1.5 Ok" if len(calls) <= 2 else
+                "550 5.1.1 <%s>: unknown" % addr)
+
+    f = Fake(rcpt=rc2)
+    try:
+        outs, r = run_many(mx(f), AB, 2, extra=["-k"])
+        C.check("pipelined: refused after accepted: each message its own "
+                "results", len(outs) == 2 and all_sent(outs[:1], 1) and
+                all(status(outs[1], a) == "bounced" and
+                    "(in reply to RCPT TO command)" in
+                    outs[1]["rcpt"][a]["reason"] for a in AB) and
+                outs[1].get("kept") == "1" and len(f.sessions) == 1 and
+                len(f.sessions[0]["msgs"]) == 1, (r["raw"], f.sessions))
+    finally:
+        f.close()
+    for pipe in (True, False):
+        tag = "pipelined" if pipe else "one by one"
+        f = Fake(mail=lambda s: "553 5.7.1 sender refused" if s["mails"] == 1
+                 else "250 2.1.0 Ok", ext=("PIPELINING",) if pipe else ())
+        try:
+            outs, r = run_many(mx(f), AB, 2, extra=["-k"])
+            C.check("%s: MAIL refused: bounced, RSET, the session reused" %
+                    tag, len(outs) == 2 and
+                    status(outs[0], "a@x.test") == "bounced" and
+                    "(in reply to MAIL FROM command)" in
+                    outs[0]["rcpt"]["a@x.test"]["reason"] and
+                    all_sent(outs[1:], 1) and len(f.sessions) == 1 and
+                    verbs(f.sessions[0]).count("RSET") == 1 and
+                    verbs(f.sessions[0])[-2:] == ["DATA", "QUIT"],
+                    (r["raw"], f.sessions))
+        finally:
+            f.close()
+    f = Fake(data=lambda s: "554 5.5.1 no data today" if s["mails"] == 1
+             else "354 go")
+    try:
+        outs, r = run_many(mx(f), AB, 2, extra=["-k"])
+        C.check("DATA refused: bounced, RSET, the session reused",
+                len(outs) == 2 and status(outs[0], "a@x.test") == "bounced"
+                and all_sent(outs[1:], 1) and len(f.sessions) == 1 and
+                verbs(f.sessions[0]) == ["EHLO", "MAIL", "RCPT", "RCPT",
+                                         "DATA", "RSET", "MAIL", "RCPT",
+                                         "RCPT", "DATA", "QUIT"],
+                (r["raw"], f.sessions))
+    finally:
+        f.close()
+    f = Fake(rset="502 5.5.2 no RSET here", ext=(),
+             rcpt=lambda a: "550 5.1.1 unknown")
+    try:
+        outs, r = run_many(mx(f), ["a@x.test"], 2, extra=["-k"])
+        C.check("RSET refused: QUIT, not kept; the next on a new "
+                "connection", len(outs) == 2 and
+                all(status(o, "a@x.test") == "bounced" and
+                    o.get("kept") == "0" for o in outs) and
+                len(f.sessions) == 2 and verbs(f.sessions[0]) ==
+                ["EHLO", "MAIL", "RCPT", "RSET", "QUIT"],
+                (r["raw"], f.sessions))
+    finally:
+        f.close()
+    f = Fake(ext=("PIPELINING", "SIZE 50"))
+    try:
+        outs, r = run_many(mx(f), ["a@x.test"], 2, extra=["-k"])
+        C.check("SIZE bounce: kept without RSET, no MAIL",
+                len(outs) == 2 and all(
+                    status(o, "a@x.test") == "bounced" and
+                    o["rcpt"]["a@x.test"]["dsn"] == "5.3.4" and
+                    o.get("kept") == "1" and ready_ok(o, r) for o in outs)
+                and len(f.sessions) == 1 and
+                verbs(f.sessions[0]) == ["EHLO", "QUIT"],
+                (r["raw"], f.sessions))
+    finally:
+        f.close()
+    f = Fake()
+    try:
+        outs, r = run_many(mx(f), AB, 1, extra=["-k", "-c", "400"])
+        time.sleep(0.2)
+        C.check("cancel on a parked session: closed at once, no QUIT",
+                all_sent(outs, 1) and outs[0].get("kept") == "1" and
+                r["cancelled"] and r["elapsed"] < 2 and
+                len(f.sessions) == 1 and "QUIT" not in
+                verbs(f.sessions[0]) and "error" not in f.sessions[0],
+                (r["raw"], f.sessions))
+    finally:
+        f.close()
+
+
 def t_tls():
     section("TLS: may, encrypt, smtps")
     make_certs()
@@ -698,6 +1084,35 @@ def t_tls():
                 policy="encrypt", extra=["-C", ca])
         C.check("encrypt, address literal checked as IP: delivered",
                 status(o, "a@x.test") == "sent", o["raw"])
+    finally:
+        f.close()
+    f = Fake(starttls_ctx=good, auth=("PLAIN", "joe", "s3cret"))
+    try:
+        outs, r = run_many([("localhost", "127.0.0.1", f.port)], ["a@x.test"],
+                           3, policy="encrypt",
+                           extra=["-C", ca, "-u", "joe", "-p", "s3cret",
+                                  "-k"])
+        C.check("encrypt + AUTH, kept: 3 messages, one TLS session, one "
+                "AUTH", len(outs) == 3 and
+                all(status(o, "a@x.test") == "sent" and o.get("kept") == "1"
+                    for o in outs) and len(f.sessions) == 1 and
+                f.sessions[0]["tls"] and verbs(f.sessions[0]) ==
+                ["EHLO", "STARTTLS", "EHLO", "AUTH"] +
+                ["MAIL", "RCPT", "DATA"] * 3 + ["QUIT"],
+                (r["raw"], f.sessions))
+    finally:
+        f.close()
+    f = Fake(starttls_ctx=good, after_dot="close")
+    try:
+        outs, r = run_many([("localhost", "127.0.0.1", f.port)], ["a@x.test"],
+                           2, policy="encrypt",
+                           extra=["-C", ca, "-k", "-w", "300"])
+        C.check("encrypt, server closes the idle TLS session: a new one "
+                "delivers", len(outs) == 2 and
+                all(status(o, "a@x.test") == "sent" and
+                    o.get("host_failed") == "0" for o in outs) and
+                len(f.sessions) == 2 and f.sessions[1]["tls"],
+                (r["raw"], f.sessions))
     finally:
         f.close()
     f = Fake(starttls_ctx=selfs)
@@ -878,7 +1293,8 @@ def main():
     if not os.path.exists(DRIVER):
         print("no driver at %s" % DRIVER)
         return 1
-    for fn in (t_sink, t_next_address, t_replies, t_tls, t_aiosmtpd):
+    for fn in (t_sink, t_next_address, t_replies, t_reuse, t_tls,
+               t_aiosmtpd):
         guarded(fn)
     C.check("driver: every run exited 0, no sanitizer report",
             not BAD_EXITS, BAD_EXITS)

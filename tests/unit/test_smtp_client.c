@@ -1,10 +1,15 @@
 /* The SMTP client engine's pieces that need no server: DSNs from replies,
  * dot-stuffing across chunk boundaries, and the engine's start, cancel and
- * connection-refused paths on a real loop. The conversations themselves
- * are tests/integration/test_smtp_client.py's. */
+ * connection-refused paths on a real loop; and connection reuse against a
+ * tiny server on the same loop (kept outcomes, smtp_client_reuse, _close,
+ * _cancel, a parked session the server closed). The conversations
+ * themselves are tests/integration/test_smtp_client.py's. */
 #include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +83,9 @@ struct result {
 	int calls;
 	struct smtp_outcome o;
 	struct deliver_result r[2];
+	/* what cb does to a kept client: 0 nothing, 1 cancel, 2 close */
+	int then;
+	struct smtp_client *c;
 };
 
 static void
@@ -88,6 +96,10 @@ on_done(void *arg, const struct smtp_outcome *o)
 	res->o = *o;
 	memcpy(res->r, o->rcpt, sizeof(res->r));
 	res->o.rcpt = res->r;
+	if (o->kept && res->then == 1)
+		smtp_client_cancel(res->c);
+	else if (o->kept && res->then == 2)
+		smtp_client_close(res->c);
 }
 
 static void
@@ -169,11 +181,298 @@ test_engine(void)
 	event_base_free(base);
 }
 
+/* ---- a server on the loop, for reuse --------------------------------- */
+
+struct srv {
+	struct event_base *base;
+	int lfd;
+	unsigned port;
+	struct event *lev;
+	struct bufferevent *bev; /* the one connection */
+	int conns, msgs, mails, rsets, quits;
+	int in_data;
+	int close_after_dot; /* hang up after each dot's reply */
+	int drop_mail;	     /* hang up, unanswered, on that MAIL */
+	const char *rcpt;    /* reply to RCPT */
+};
+
+static void
+srv_drop(struct srv *s)
+{
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	s->bev = NULL;
+	s->in_data = 0;
+}
+
+static void
+srv_say(struct srv *s, const char *line)
+{
+	evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n", line);
+}
+
+static void
+srv_drained(struct bufferevent *bev, void *arg)
+{
+	struct srv *s = arg;
+	(void)bev;
+	srv_drop(s);
+}
+
+static void
+srv_read(struct bufferevent *bev, void *arg)
+{
+	struct srv *s = arg;
+	char *l;
+	while (s->bev == bev &&
+	       (l = evbuffer_readln(bufferevent_get_input(bev), NULL,
+				    EVBUFFER_EOL_CRLF)) != NULL) {
+		int hangup = 0;
+		if (s->in_data) {
+			if (strcmp(l, ".") == 0) {
+				s->in_data = 0;
+				s->msgs++;
+				srv_say(s, "250 2.0.0 Ok: queued");
+				hangup = s->close_after_dot;
+			}
+		} else if (strncmp(l, "EHLO", 4) == 0) {
+			srv_say(s, "250 srv.test");
+		} else if (strncmp(l, "MAIL", 4) == 0) {
+			if (++s->mails == s->drop_mail) {
+				free(l);
+				srv_drop(s);
+				return;
+			}
+			srv_say(s, "250 2.1.0 Ok");
+		} else if (strncmp(l, "RCPT", 4) == 0) {
+			srv_say(s, s->rcpt);
+		} else if (strcmp(l, "DATA") == 0) {
+			s->in_data = 1;
+			srv_say(s, "354 go");
+		} else if (strcmp(l, "RSET") == 0) {
+			s->rsets++;
+			srv_say(s, "250 2.0.0 Ok");
+		} else if (strcmp(l, "QUIT") == 0) {
+			s->quits++;
+			srv_say(s, "221 2.0.0 Bye");
+			hangup = 1;
+		} else {
+			srv_say(s, "502 5.5.2 what?");
+		}
+		free(l);
+		if (hangup) /* once the reply is out */
+			bufferevent_setcb(bev, NULL, srv_drained, NULL, s);
+	}
+}
+
+static void
+srv_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	srv_drop(arg);
+}
+
+static void
+srv_accept(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv *s = arg;
+	(void)what;
+	int c = accept(fd, NULL, NULL);
+	if (c < 0)
+		return;
+	srv_drop(s); /* one at a time: a client starting over */
+	evutil_make_socket_nonblocking(c);
+	s->bev = bufferevent_socket_new(s->base, c, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(s->bev, srv_read, NULL, srv_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->conns++;
+	srv_say(s, "220 srv.test ESMTP");
+}
+
+static void
+srv_start(struct srv *s, struct event_base *base)
+{
+	memset(s, 0, sizeof(*s));
+	s->base = base;
+	s->rcpt = "250 2.1.5 Ok";
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK(s->lfd >= 0 && bind(s->lfd, (struct sockaddr *)&a, len) == 0 &&
+	      listen(s->lfd, 8) == 0 &&
+	      getsockname(s->lfd, (struct sockaddr *)&a, &len) == 0);
+	s->port = ntohs(a.sin_port);
+	s->lev = event_new(base, s->lfd, EV_READ | EV_PERSIST, srv_accept, s);
+	event_add(s->lev, NULL);
+}
+
+static void
+srv_stop(struct srv *s)
+{
+	srv_drop(s);
+	event_free(s->lev);
+	close(s->lfd);
+}
+
+static void
+on_expired(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	*(int *)arg = 1;
+}
+
+/* Runs the loop until *v reaches want, or for ms when want is < 0; 0 on
+ * a timeout. */
+static int
+run_until(struct event_base *base, const int *v, int want, int ms)
+{
+	int expired = 0;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	struct event *t = evtimer_new(base, on_expired, &expired);
+	evtimer_add(t, &tv);
+	while (!expired && (want < 0 || *v < want))
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(t);
+	return !expired || want < 0;
+}
+
+static void
+test_reuse(void)
+{
+	struct event_base *base = event_base_new();
+	struct srv s;
+	srv_start(&s, base);
+	const char *rcpts[] = {"a@x.test", "b@x.test"};
+	char text[] = "Subject: t\r\n\r\nhello\r\n";
+	FILE *m = tmpfile();
+	fwrite(text, 1, strlen(text), m);
+	fflush(m);
+	struct smtp_tx tx = {.sender = "s@x.test",
+			     .rcpts = rcpts,
+			     .nrcpt = 2,
+			     .msg_fd = fileno(m),
+			     .msg_size = strlen(text)};
+	struct smtp_client_params p = {.helo_name = "me.test",
+				       .connect_timeout = 2,
+				       .command_timeout = 2,
+				       .data_timeout = 2,
+				       .keep_open = 1};
+	struct dns_target t;
+	loopback_target(&t, s.port);
+	char relay[64];
+	snprintf(relay, sizeof(relay), "mx.test[127.0.0.1]:%u", s.port);
+
+	/* two messages, one connection, then a QUIT */
+	struct result r1 = {0}, r2 = {0};
+	struct smtp_client *c =
+	    smtp_client_start(base, &p, &t, 1, &tx, on_done, &r1);
+	CHECK(smtp_client_reuse(c, &tx, on_done, &r2) == -1); /* running */
+	CHECK(run_until(base, &r1.calls, 1, 3000));
+	CHECK(r1.o.kept == 1);
+	CHECK(r1.r[0].status == DELIVER_OK && r1.r[1].status == DELIVER_OK);
+	CHECK(r1.o.ready_us > 0);
+	CHECK_STR(r1.o.relay, relay);
+	CHECK(smtp_client_reuse(c, &tx, on_done, &r2) == 0);
+	CHECK(r2.calls == 0); /* never from inside reuse */
+	CHECK(smtp_client_reuse(c, &tx, on_done, &r2) == -1); /* not parked */
+	CHECK(run_until(base, &r2.calls, 1, 3000));
+	CHECK(r1.calls == 1 && r2.calls == 1);
+	CHECK(r2.o.kept == 1);
+	CHECK(r2.r[0].status == DELIVER_OK && r2.r[1].status == DELIVER_OK);
+	CHECK(r2.o.ready_us >= r1.o.ready_us);
+	CHECK(r2.o.tried_addrs == 1 && r2.o.ntried == 1);
+	CHECK(s.conns == 1 && s.msgs == 2 && s.mails == 2 && s.rsets == 0);
+	smtp_client_close(c);
+	CHECK(run_until(base, &s.quits, 1, 3000));
+	CHECK(r2.calls == 1); /* no callback for close */
+
+	/* every RCPT refused: RSET, kept; the parked session cancelled */
+	s.rcpt = "550 5.1.1 unknown";
+	memset(&r1, 0, sizeof(r1));
+	c = smtp_client_start(base, &p, &t, 1, &tx, on_done, &r1);
+	CHECK(run_until(base, &r1.calls, 1, 3000));
+	CHECK(r1.o.kept == 1 && s.rsets == 1 && s.msgs == 2);
+	CHECK(r1.r[0].status == DELIVER_BOUNCE);
+	CHECK_STR(r1.r[1].dsn, "5.1.1");
+	smtp_client_cancel(c);
+	s.rcpt = "250 2.1.5 Ok";
+
+	/* the server hangs up after each message: the parked session
+	 * notices, and the next message goes on a new connection */
+	s.close_after_dot = 1;
+	int conns = s.conns;
+	memset(&r1, 0, sizeof(r1));
+	memset(&r2, 0, sizeof(r2));
+	c = smtp_client_start(base, &p, &t, 1, &tx, on_done, &r1);
+	CHECK(run_until(base, &r1.calls, 1, 3000));
+	CHECK(r1.o.kept == 1);
+	run_until(base, NULL, -1, 200); /* the EOF arrives while parked */
+	CHECK(smtp_client_reuse(c, &tx, on_done, &r2) == 0);
+	CHECK(run_until(base, &r2.calls, 1, 3000));
+	CHECK(r2.r[0].status == DELIVER_OK && r2.o.host_failed == 0);
+	CHECK(r2.o.tried_addrs == 1 && r2.o.tried_failed[0] == 0);
+	CHECK(s.conns == conns + 2);
+	/* close on a parked client whose session is gone: freed at once */
+	run_until(base, NULL, -1, 200);
+	smtp_client_close(c);
+	s.close_after_dot = 0;
+
+	/* the parked session is lost as MAIL goes: start over, delivered */
+	conns = s.conns;
+	memset(&r1, 0, sizeof(r1));
+	memset(&r2, 0, sizeof(r2));
+	c = smtp_client_start(base, &p, &t, 1, &tx, on_done, &r1);
+	CHECK(run_until(base, &r1.calls, 1, 3000));
+	s.drop_mail = s.mails + 1;
+	CHECK(smtp_client_reuse(c, &tx, on_done, &r2) == 0);
+	CHECK(run_until(base, &r2.calls, 1, 3000));
+	CHECK(r2.r[0].status == DELIVER_OK && r2.o.host_failed == 0);
+	CHECK(r2.o.kept == 1 && r2.o.tried_addrs == 1);
+	CHECK(s.conns == conns + 2 && s.mails == s.drop_mail + 1);
+	int quits = s.quits;
+	smtp_client_close(c);
+	CHECK(run_until(base, &s.quits, quits + 1, 3000));
+
+	/* cancel, then close, from inside the callback of a kept outcome */
+	for (int then = 1; then <= 2; then++) {
+		quits = s.quits;
+		memset(&r1, 0, sizeof(r1));
+		r1.then = then;
+		r1.c = c =
+		    smtp_client_start(base, &p, &t, 1, &tx, on_done, &r1);
+		CHECK(run_until(base, &r1.calls, 1, 3000));
+		CHECK(r1.o.kept == 1);
+		if (then == 2)
+			CHECK(run_until(base, &s.quits, quits + 1, 3000));
+		else
+			CHECK(!run_until(base, &s.quits, quits + 1, 200));
+	}
+
+	/* without keep_open: QUIT per message, as ever */
+	p.keep_open = 0;
+	quits = s.quits;
+	memset(&r1, 0, sizeof(r1));
+	c = smtp_client_start(base, &p, &t, 1, &tx, on_done, &r1);
+	CHECK(run_until(base, &r1.calls, 1, 3000));
+	CHECK(r1.o.kept == 0 && r1.o.ready_us > 0);
+	CHECK(run_until(base, &s.quits, quits + 1, 3000));
+
+	srv_stop(&s);
+	event_base_dispatch(base); /* nothing of the clients left */
+	fclose(m);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
+	signal(SIGPIPE, SIG_IGN);
 	test_dsn();
 	test_dot_stuff();
 	test_engine();
+	test_reuse();
 	return check_done();
 }
