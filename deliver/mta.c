@@ -31,6 +31,21 @@ struct mta {
 	char *auth_user, *auth_pass;
 	char auth_err[300]; /* why relayhost_auth_file is unusable */
 	struct mta_job *jobs;
+	struct idle_session *idle; /* parked for reuse, newest first */
+};
+
+/* A session kept open after a transaction, waiting for the next message
+ * to the same next hop. */
+struct idle_session {
+	struct mta *m;
+	struct idle_session *next;
+	struct smtp_client *client;
+	enum channel_kind channel;
+	char host[HOSTCACHE_HOST_MAX + 1];
+	char name[256];
+	uint16_t port;
+	SSL_CTX *ssl_ctx; /* the one the engine was started with */
+	struct event *timer;
 };
 
 struct mta_job {
@@ -263,6 +278,8 @@ void
 mta_set_conf(struct mta *m, const struct smalt_conf *conf)
 {
 	m->conf = conf;
+	/* Sessions opened under the old TLS or AUTH settings go. */
+	mta_close_idle(m);
 	load_tls(m);
 	load_auth(m);
 }
@@ -273,6 +290,49 @@ mta_save_hosts(struct mta *m)
 	char err[512];
 	if (hostcache_save(m->hosts, m->hosts_path, err, sizeof(err)) != 0)
 		log_error("cannot save the host cache: %s", err);
+}
+
+/* -- idle sessions */
+
+static int
+same_hop(const struct idle_session *s, const struct mta_nexthop *h)
+{
+	return s->channel == h->channel && s->port == h->port &&
+	       strcmp(s->host, h->host) == 0 && strcmp(s->name, h->name) == 0;
+}
+
+static void
+idle_unlink(struct idle_session *s)
+{
+	struct idle_session **pp = &s->m->idle;
+	while (*pp != s)
+		pp = &(*pp)->next;
+	*pp = s->next;
+	event_free(s->timer);
+	SSL_CTX_free(s->ssl_ctx);
+	free(s);
+}
+
+static void
+on_idle_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct idle_session *s = arg;
+	(void)fd;
+	(void)what;
+	/* Closed without QUIT: a QUIT under way would outlive mta_free
+	 * (the engine frees itself on its reply), and a server does not
+	 * mind. */
+	smtp_client_cancel(s->client);
+	idle_unlink(s);
+}
+
+void
+mta_close_idle(struct mta *m)
+{
+	while (m->idle != NULL) {
+		smtp_client_cancel(m->idle->client);
+		idle_unlink(m->idle);
+	}
 }
 
 /* -- one transaction */
@@ -384,15 +444,47 @@ host_failed(struct mta_job *j, const struct smtp_outcome *o)
 	mta_save_hosts(m);
 }
 
+/* The session stays open for the next message to the same next hop,
+ * unless enough are parked for it already. */
+static void
+park(struct mta_job *j)
+{
+	struct mta *m = j->m;
+	unsigned n = 0;
+	for (struct idle_session *s = m->idle; s != NULL; s = s->next)
+		n += same_hop(s, &j->hop);
+	if (n >= MTA_IDLE_PER_HOST) {
+		smtp_client_cancel(j->client);
+		return;
+	}
+	struct idle_session *s = xcalloc(1, sizeof(*s));
+	s->m = m;
+	s->client = j->client;
+	s->channel = j->hop.channel;
+	memcpy(s->host, j->hop.host, sizeof(s->host));
+	memcpy(s->name, j->hop.name, sizeof(s->name));
+	s->port = j->hop.port;
+	s->ssl_ctx = j->ssl_ctx; /* the job's reference moves here */
+	j->ssl_ctx = NULL;
+	s->timer = evtimer_new(m->base, on_idle_timer, s);
+	struct timeval tv = {MTA_IDLE_SECS, 0};
+	evtimer_add(s->timer, &tv);
+	s->next = m->idle;
+	m->idle = s;
+}
+
 static void
 on_outcome(void *arg, const struct smtp_outcome *o)
 {
 	struct mta_job *j = arg;
 	struct mta *m = j->m;
-	j->client = NULL; /* it frees itself */
 	for (size_t i = 0; i < j->nrcpt; i++)
 		j->res[i] = o->rcpt[i];
 	smalt_strlcpy(j->relay, o->relay, sizeof(j->relay));
+	j->ready_us = o->ready_us;
+	if (o->kept)
+		park(j);
+	j->client = NULL; /* parked, or it frees itself */
 	if (o->host_failed) {
 		host_failed(j, o);
 	} else if (strcmp(o->relay, "none") != 0) {
@@ -408,6 +500,49 @@ on_outcome(void *arg, const struct smtp_outcome *o)
 }
 
 static void
+job_tx(const struct mta_job *j, struct smtp_tx *tx)
+{
+	*tx = (struct smtp_tx){
+	    .sender = j->sender,
+	    .rcpts = (const char *const *)j->rcpts,
+	    .nrcpt = j->nrcpt,
+	    .msg_fd = j->msg_fd,
+	    .msg_offset = 0,
+	    .msg_size = j->msg_size,
+	    /* The queue does not know; declaring 8BITMIME to a server that
+	     * offers it is right for 7-bit text too. */
+	    .eight_bit = 1,
+	};
+}
+
+/* A parked session to the same next hop takes the transaction: no DNS,
+ * no connection, no greeting. 1 when one did. */
+static int
+reuse_session(struct mta_job *j)
+{
+	struct idle_session *s;
+	for (s = j->m->idle; s != NULL; s = s->next)
+		if (same_hop(s, &j->hop))
+			break;
+	if (s == NULL)
+		return 0;
+	struct smtp_client *c = s->client;
+	j->ssl_ctx = s->ssl_ctx;
+	s->ssl_ctx = NULL;
+	idle_unlink(s);
+	struct smtp_tx tx;
+	job_tx(j, &tx);
+	if (smtp_client_reuse(c, &tx, on_outcome, j) != 0) {
+		smtp_client_cancel(c);
+		SSL_CTX_free(j->ssl_ctx);
+		j->ssl_ctx = NULL;
+		return 0;
+	}
+	j->client = c;
+	return 1;
+}
+
+static void
 start_session(struct mta_job *j, const struct dns_target *v, size_t n)
 {
 	struct mta *m = j->m;
@@ -420,6 +555,7 @@ start_session(struct mta_job *j, const struct dns_target *v, size_t n)
 	    .connect_timeout = MTA_CONNECT_TIMEOUT,
 	    .command_timeout = MTA_COMMAND_TIMEOUT,
 	    .data_timeout = MTA_DATA_TIMEOUT,
+	    .keep_open = 1,
 	};
 	if (j->hop.channel == CHANNEL_RELAY) {
 		static const enum smtp_tls_policy relay_tls[] = {
@@ -437,17 +573,8 @@ start_session(struct mta_job *j, const struct dns_target *v, size_t n)
 		    [TLS_SMTP_NONE] = SMTP_TLS_NONE};
 		p.tls = smtp_tls[conf->smtp_tls];
 	}
-	struct smtp_tx tx = {
-	    .sender = j->sender,
-	    .rcpts = (const char *const *)j->rcpts,
-	    .nrcpt = j->nrcpt,
-	    .msg_fd = j->msg_fd,
-	    .msg_offset = 0,
-	    .msg_size = j->msg_size,
-	    /* The queue does not know; declaring 8BITMIME to a server that
-	     * offers it is right for 7-bit text too. */
-	    .eight_bit = 1,
-	};
+	struct smtp_tx tx;
+	job_tx(j, &tx);
 	j->client = smtp_client_start(m->base, &p, v, n, &tx, on_outcome, j);
 }
 
@@ -515,8 +642,9 @@ mta_start(struct mta *m, const struct mta_tx *tx, mta_done_cb cb, void *arg)
 		fail_all(j, DELIVER_BOUNCE, "5.4.6",
 			 "mail forwarding loop: too many hops (Received: "
 			 "headers)");
+	} else if ((j->msg_size = (uint64_t)st.st_size), reuse_session(j)) {
+		/* on its way */
 	} else {
-		j->msg_size = (uint64_t)st.st_size;
 		j->dns = j->hop.mx ? dns_resolve_mx(m->dns, j->hop.name,
 						    j->hop.port, on_dns, j)
 				   : dns_resolve_host(m->dns, j->hop.name,
@@ -524,12 +652,6 @@ mta_start(struct mta *m, const struct mta_tx *tx, mta_done_cb cb, void *arg)
 	}
 	/* Every failure above only scheduled its report: j is still here. */
 	j->in_start = 0;
-}
-
-void
-mta_close_idle(struct mta *m)
-{
-	(void)m;
 }
 
 void

@@ -39,6 +39,11 @@
 #define MTA_CONNECT_TIMEOUT 30
 #define MTA_COMMAND_TIMEOUT 300
 #define MTA_DATA_TIMEOUT    600
+/* A session that ended cleanly stays open this many seconds for the
+ * next message to the same next hop (Postfix's connection cache keeps
+ * 2 s); at most MTA_IDLE_PER_HOST of them per next hop. */
+#define MTA_IDLE_SECS	  5
+#define MTA_IDLE_PER_HOST 4
 
 struct mta_nexthop {
 	enum channel_kind channel;	   /* CHANNEL_SMTP or CHANNEL_RELAY */

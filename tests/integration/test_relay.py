@@ -886,6 +886,14 @@ def t_one_transaction(d):
     C.check("multi: MAIL FROM:<%s>" % BOUNCEBOX,
             len(mails) == 1 and ("<%s>" % BOUNCEBOX).lower() in
             mails[0].lower(), mails)
+    # The session stays open a few seconds (mta.h MTA_IDLE_SECS): the
+    # next message to the same next hop goes over it, no new connection.
+    qid2 = send(d, ["d@multi.test"], "second, same session")
+    ok = wait_status(d, qid2, "d@multi.test", "sent", tag="smtp")
+    C.check("reuse: the next message is sent", ok, tail(d))
+    C.check("reuse: over the same connection (no new one, no second "
+            "greeting)", ok and srv.count() == 1 and
+            len(srv.transactions()) == 2, srv.sessions)
     srv.close()
 
 
