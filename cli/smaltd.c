@@ -522,12 +522,7 @@ child_setup(struct daemon *d, int quiet)
 	 * cache) must wait, not be lost. Each child unblocks them with
 	 * smalt_unblock_stop_signals() once its handlers are in place. */
 	sigprocmask(SIG_SETMASK, &master_orig, NULL);
-	sigset_t stop;
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGHUP);
-	sigprocmask(SIG_BLOCK, &stop, NULL);
+	smalt_block_stop_signals(SIG_BLOCK);
 }
 
 static struct options *reload_opt;

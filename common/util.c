@@ -264,12 +264,18 @@ parse_decimal(const char *s, uint64_t max, uint64_t *out)
 }
 
 void
-smalt_unblock_stop_signals(void)
+smalt_block_stop_signals(int how)
 {
 	sigset_t stop;
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
 	sigaddset(&stop, SIGHUP);
-	sigprocmask(SIG_UNBLOCK, &stop, NULL);
+	sigprocmask(how, &stop, NULL);
+}
+
+void
+smalt_unblock_stop_signals(void)
+{
+	smalt_block_stop_signals(SIG_UNBLOCK);
 }

@@ -43,6 +43,8 @@ int write_all(int fd, const void *buf, size_t len);
 /* Unblocks SIGTERM, SIGINT and SIGHUP, which smaltd's children keep
  * blocked from the fork until their handlers are in place. */
 void smalt_unblock_stop_signals(void);
+/* how: SIG_BLOCK or SIG_UNBLOCK for those three. */
+void smalt_block_stop_signals(int how);
 
 /* Reads a whole file into a malloc'd buffer (not NUL-terminated).
  * Returns 0, or an errno value: EFBIG when it is longer than max. */
