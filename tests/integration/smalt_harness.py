@@ -9,12 +9,18 @@
   half-closes).
 - Checker: counts passes and failures, one line per check, and prints the
   final "N passed, N failed" line.
+- Helpers several scripts share: files and folders with a mode and an
+  owner, mbox files, a test CA and certificates (openssl), Postfix's
+  smtp-sink, a python3 with aiosmtpd, a scripted server's DATA, and the
+  end-of-run checks (SIGTERM exits 0, sanitizer reports).
 
 Every daemon started here is SIGKILLed at exit if still running.
 """
 
 import atexit
+import mailbox
 import os
+import pwd
 import random
 import re
 import shutil
@@ -57,6 +63,18 @@ def keep_or_remove_tmp(keep):
         else:
             shutil.rmtree(base, ignore_errors=True)
     del _tmp_bases[:]
+
+
+def finish_run(checker, t0=None):
+    """The end of a script's main(): "# took N s" since t0 (a
+    time.monotonic(), when given), the final "N passed, N failed" line,
+    and the temp bases removed unless a check failed. Returns the exit
+    code."""
+    if t0 is not None:
+        print("# took %.1f s" % (time.monotonic() - t0))
+    rc = checker.finish()
+    keep_or_remove_tmp(rc != 0)
+    return rc
 
 
 _used_ports = set()
@@ -135,16 +153,20 @@ class Daemon:
         }
         conf.update({k: str(v) for k, v in extra.items()})
         self.conf = conf
+        self.write_conf()
+
+    def write_conf(self):
+        """Writes self.conf to the config file (0644)."""
         with open(self.conf_path, "w") as f:
-            for k, v in conf.items():
+            for k, v in self.conf.items():
                 f.write("%s = %s\n" % (k, v))
         os.chmod(self.conf_path, 0o644)
 
     # -- life cycle
 
-    def start(self, timeout=20.0):
-        """Starts smaltd -d -f CONF and waits until it listens. Raises
-        RuntimeError (with the log) when it does not come up."""
+    def spawn(self):
+        """Starts smaltd -d -f CONF, its output appended to the log, and
+        returns at once (start() then waits for it to serve)."""
         self.stopped_by_term = False
         logf = open(self.log_path, "ab")
         self.log_offset_at_start = logf.tell()
@@ -154,6 +176,12 @@ class Daemon:
             close_fds=True)
         logf.close()
         _daemons.append(self)
+        return self
+
+    def start(self, timeout=20.0):
+        """Starts smaltd -d -f CONF and waits until it listens. Raises
+        RuntimeError (with the log) when it does not come up."""
+        self.spawn()
         ok = wait_for(lambda: self.proc.poll() is not None or
                       "daemon started" in self.log_since_start(), timeout)
         if self.proc.poll() is not None or not ok:
@@ -627,10 +655,7 @@ def daemon_set_conf(d, **changes):
             d.conf.pop(k, None)
         else:
             d.conf[k] = str(v)
-    with open(d.conf_path, "w") as f:
-        for k, v in d.conf.items():
-            f.write("%s = %s\n" % (k, v))
-    os.chmod(d.conf_path, 0o644)
+    d.write_conf()
 
 
 def daemon_start_nowait(d):
@@ -638,13 +663,174 @@ def daemon_start_nowait(d):
     without waiting for it to serve (for a test that must act within the
     first milliseconds, e.g. kill it while it delivers what was queued).
     The caller waits on the log itself."""
-    d.stopped_by_term = False
-    logf = open(d.log_path, "ab")
-    d.log_offset_at_start = logf.tell()
-    d.proc = subprocess.Popen(
-        [smaltd_path(), "-d", "-f", d.conf_path],
-        stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-        close_fds=True)
-    logf.close()
-    _daemons.append(d)
-    return d
+    return d.spawn()
+
+
+# ---------------------------------------------------------------------
+# Helpers shared by several test scripts (nothing above depends on them).
+
+def _chown(path, owner):
+    """Gives path to the user owner (and its group): only when owner is
+    given and this runs as root."""
+    if owner is not None and os.geteuid() == 0:
+        pw = pwd.getpwnam(owner)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def make_dir(path, mode=0o755, owner=None):
+    """Makes path (and its parents) with mode, owned by owner when given
+    and running as root. Returns path."""
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, mode)
+    _chown(path, owner)
+    return path
+
+
+def write_file(path, text, mode=0o644, owner=None):
+    """Writes text (str, or bytes as they are) to path with mode, owned
+    by owner when given and running as root. Returns path."""
+    with open(path, "wb" if isinstance(text, bytes) else "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    _chown(path, owner)
+    return path
+
+
+def read_file(path, mode="r"):
+    """What path holds (mode "rb": bytes), None when it cannot be read."""
+    try:
+        with open(path, mode) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def mbox_messages(path):
+    """The messages of an mbox file (a list, [] when it does not exist)."""
+    if not os.path.exists(path):
+        return []
+    box = mailbox.mbox(path, create=False)
+    try:
+        return list(box)
+    finally:
+        box.close()
+
+
+# -- certificates
+
+def openssl(cwd, *args):
+    """Runs openssl with args in the folder cwd; raises when it fails."""
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True,
+                   cwd=cwd)
+
+
+def make_self_signed(d, name, cn, *exts):
+    """NAME.key and NAME.pem (0644) in the folder d: a self-signed
+    certificate for CN cn (RSA 2048, 2 days) with the -addext extensions
+    exts."""
+    args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=" + cn, "-keyout", name + ".key", "-out",
+            name + ".pem"]
+    for e in exts:
+        args += ["-addext", e]
+    openssl(d, *args)
+    os.chmod(os.path.join(d, name + ".pem"), 0o644)
+
+
+def make_test_ca_and_cert(d, ca_cn="smalt test CA",
+                          san="DNS:localhost,IP:127.0.0.1"):
+    """In the folder d: a test CA (ca.key, ca.pem, CN ca_cn) and a server
+    certificate it signed (srv.key, srv.pem: CN localhost, subjectAltName
+    san), valid 2 days; the .pem files 0644 (a daemon that dropped its
+    privileges reads them)."""
+    make_self_signed(d, "ca", ca_cn, "basicConstraints=critical,CA:TRUE",
+                     "keyUsage=critical,keyCertSign,cRLSign")
+    openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-subj",
+            "/CN=localhost", "-keyout", "srv.key", "-out", "srv.csr")
+    write_file(os.path.join(d, "ext.cnf"), "subjectAltName=%s\n" % san)
+    openssl(d, "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey",
+            "ca.key", "-CAcreateserial", "-days", "2", "-out", "srv.pem",
+            "-extfile", "ext.cnf")
+    os.chmod(os.path.join(d, "srv.pem"), 0o644)
+
+
+# -- outside SMTP servers
+
+# Postfix's smtp-sink: from the postfix package, or SMALT_SMTP_SINK naming
+# one extracted from it (dpkg-deb -x, beside its ../lib/postfix).
+SMTP_SINK = (os.environ.get("SMALT_SMTP_SINK") or shutil.which("smtp-sink") or
+             "/usr/sbin/smtp-sink")
+SMTP_SINK_LIBS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(SMTP_SINK))), "lib", "postfix")
+
+
+def start_smtp_sink(args, **popen):
+    """Starts SMTP_SINK with args (options, then address and backlog), as
+    nobody when running as root, with the libraries of an extracted copy.
+    popen goes to subprocess.Popen (stdin, stdout...). Returns the
+    Popen; the caller waits for the port."""
+    env = dict(os.environ)
+    if os.path.isdir(SMTP_SINK_LIBS):
+        env["LD_LIBRARY_PATH"] = SMTP_SINK_LIBS
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    return subprocess.Popen([SMTP_SINK] + user + list(args), env=env, **popen)
+
+
+def aiosmtpd_python():
+    """A python3 that imports aiosmtpd, None when there is none. Debian's
+    python3-aiosmtpd serves /usr/bin/python3, which may not be the python3
+    running the test."""
+    for cand in (sys.executable, "/usr/bin/python3"):
+        if subprocess.run([cand, "-c", "import aiosmtpd"],
+                          capture_output=True).returncode == 0:
+            return cand
+    return None
+
+
+def read_smtp_data(f, unstuff=False):
+    """For a scripted server after its 354: the lines read from f (the
+    connection's binary file) up to the lone "." line, as bytes, the
+    leading dot of each line removed when unstuff. None when the client
+    closed first."""
+    buf = b""
+    while True:
+        ln = f.readline()
+        if not ln:
+            return None
+        if ln == b".\r\n":
+            return buf
+        buf += ln[1:] if unstuff and ln.startswith(b".") else ln
+
+
+# -- the end of a run
+
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+                   "UndefinedBehaviorSanitizer")
+
+
+def check_stop_all(checker, daemons, every=False):
+    """Stops (SIGTERM) each Daemon of daemons still running, with a check
+    "NAME: SIGTERM exits 0" for it; with every, that check for each
+    daemon of the list, also one stopped before."""
+    for d in daemons:
+        running = d.proc is not None and d.proc.returncode is None
+        if running:
+            d.stop()
+        if running or every:
+            checker.check("%s: SIGTERM exits 0" % os.path.basename(d.dir),
+                          d.stopped_by_term and d.proc.returncode == 0,
+                          d.proc.returncode)
+
+
+def sanitizer_reports(daemons):
+    """(daemon name, excerpt) for each sanitizer mark found in the log of
+    a Daemon of daemons: [] when there is none."""
+    out = []
+    for d in daemons:
+        log = d.log()
+        for pat in SANITIZER_MARKS:
+            if pat in log:
+                i = log.index(pat)
+                out.append((os.path.basename(d.dir),
+                            log[max(0, i - 200):i + 1500]))
+    return out

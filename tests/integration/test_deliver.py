@@ -71,37 +71,14 @@ BODY_MBOX = ("first line\n"
 section = C.section
 skip = C.skip
 run = C.run
-
-
-def mkdir(path, mode=0o755, owner=None):
-    os.makedirs(path, exist_ok=True)
-    os.chmod(path, mode)
-    if owner is not None and ROOT:
-        pw = pwd.getpwnam(owner)
-        os.chown(path, pw.pw_uid, pw.pw_gid)
-    return path
-
-
-def write(path, text, mode=0o644, owner=None):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    if owner is not None and ROOT:
-        pw = pwd.getpwnam(owner)
-        os.chown(path, pw.pw_uid, pw.pw_gid)
-    return path
+mkdir = H.make_dir
+write = H.write_file
+read = H.read_file
+mbox_messages = H.mbox_messages
 
 
 def script(name, text):
     return write(os.path.join(BASE, "bin", name), text, 0o755)
-
-
-def read(path, mode="r"):
-    try:
-        with open(path, mode) as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def owner_uid(path):
@@ -147,17 +124,6 @@ def send(d, sender, rcpts, msg):
         if qid is None:
             raise RuntimeError("DATA: %d %r" % (code, resp))
         return qid, replies
-
-
-def mbox_messages(path):
-    """The messages of an mbox file (a list, [] when it does not exist)."""
-    if not os.path.exists(path):
-        return []
-    box = mailbox.mbox(path, create=False)
-    try:
-        return list(box)
-    finally:
-        box.close()
 
 
 def with_subject(msgs, subject):
@@ -1559,29 +1525,15 @@ def main():
     run("pflogsumm", t_pflogsumm, d_pipe, d_local)
 
     section("shutdown")
+    H.check_stop_all(C, ALL_DAEMONS)
+    nulls = []
     for d in ALL_DAEMONS:
-        if d.proc is not None and d.proc.returncode is None:
-            d.stop()
-            C.check("%s: SIGTERM exits 0" % os.path.basename(d.dir),
-                    d.stopped_by_term and d.proc.returncode == 0,
-                    d.proc.returncode)
-    nulls, san = [], []
-    for d in ALL_DAEMONS:
-        log = d.log()
-        nulls += re.findall(r"^.*: to=<>,.*$", log, re.M)
-        for pat in ("AddressSanitizer", "LeakSanitizer", "runtime error:",
-                    "UndefinedBehaviorSanitizer"):
-            if pat in log:
-                i = log.index(pat)
-                san.append((os.path.basename(d.dir),
-                            log[max(0, i - 200):i + 1500]))
+        nulls += re.findall(r"^.*: to=<>,.*$", d.log(), re.M)
+    san = H.sanitizer_reports(ALL_DAEMONS)
     C.check("never a delivery to the null sender (no to=<> in any log)",
             not nulls, nulls[:5])
     C.check("no sanitizer reports in any daemon log", not san, san[:2])
-    print("# took %.1f s" % (time.monotonic() - T0))
-    rc = C.finish()
-    H.keep_or_remove_tmp(rc != 0)
-    return rc
+    return H.finish_run(C, T0)
 
 
 if __name__ == "__main__":

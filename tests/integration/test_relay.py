@@ -33,9 +33,7 @@ CI does): smaltd drops to its user, the auth file is made readable by it.
 """
 
 import json
-import mailbox
 import os
-import pwd
 import random
 import re
 import shutil
@@ -64,12 +62,6 @@ LOCAL_DOMAINS = "%s, localhost" % HOST
 BOUNCEBOX = "bouncebox@%s" % HOST  # the sender of every test message
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?"
                      r"(?:Z|[+-]\d\d:\d\d)$")
-# Postfix's smtp-sink: from the postfix package, or SMALT_SMTP_SINK naming
-# one extracted from it (dpkg-deb -x, beside its ../lib/postfix).
-SINK = (os.environ.get("SMALT_SMTP_SINK") or shutil.which("smtp-sink") or
-        "/usr/sbin/smtp-sink")
-SINK_LIBS = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(SINK))), "lib", "postfix")
 DNSMASQ = next((p for p in ("/usr/sbin/dnsmasq", "/usr/local/sbin/dnsmasq",
                             "/sbin/dnsmasq", "/usr/bin/dnsmasq",
                             shutil.which("dnsmasq") or "")
@@ -96,25 +88,9 @@ SERVERS = []  # Srv instances to close
 
 # ---------------------------------------------------------------- helpers
 section = C.section
-
-
-def write(path, text, mode=0o644, owner=None):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    if owner is not None and ROOT:
-        pw = pwd.getpwnam(owner)
-        os.chown(path, pw.pw_uid, pw.pw_gid)
-    return path
-
-
-def mkdir(path, mode=0o755, owner=None):
-    os.makedirs(path, exist_ok=True)
-    os.chmod(path, mode)
-    if owner is not None and ROOT:
-        pw = pwd.getpwnam(owner)
-        os.chown(path, pw.pw_uid, pw.pw_gid)
-    return path
+write = H.write_file
+mkdir = H.make_dir
+mbox_messages = H.mbox_messages
 
 
 def pick_port(ips):
@@ -242,21 +218,16 @@ class Sink:
     def __init__(self, name, ip, port):
         self.dir = mkdir(os.path.join(BASE, "sink-" + name), 0o777)
         self.srv = None
-        if not os.path.exists(SINK):
+        if not os.path.exists(H.SMTP_SINK):
             print("# smtp-sink not found (%s): a Python server stands in "
-                  "at %s" % (SINK, ip), flush=True)
+                  "at %s" % (H.SMTP_SINK, ip), flush=True)
             self.srv = Srv(ip, port)
             return
-        env = dict(os.environ)
-        if os.path.isdir(SINK_LIBS):
-            env["LD_LIBRARY_PATH"] = SINK_LIBS
-        user = ["-u", "nobody"] if ROOT else []
-        p = subprocess.Popen([SINK] + user +
-                             ["-d", os.path.join(self.dir, "%M."),
-                              "%s:%d" % (ip, port), "64"],
-                             stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env)
+        p = H.start_smtp_sink(["-d", os.path.join(self.dir, "%M."),
+                               "%s:%d" % (ip, port), "64"],
+                              stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
         PROCS.append(p)
         if not wait_port(ip, port):
             raise RuntimeError("smtp-sink does not listen on %s:%d" %
@@ -442,14 +413,9 @@ class Srv:
                     say("554 5.5.1 Error: no valid recipients")
                     continue
                 say("354 End data with <CR><LF>.<CR><LF>")
-                buf = b""
-                while True:
-                    ln = f.readline()
-                    if not ln:
-                        return
-                    if ln == b".\r\n":
-                        break
-                    buf += ln[1:] if ln.startswith(b".") else ln
+                buf = H.read_smtp_data(f, unstuff=True)
+                if buf is None:
+                    return
                 txn["data"] = buf
                 txn["accepted"] = True
                 say("250 2.0.0 Ok: queued as S%d" % len(self.transactions()))
@@ -468,30 +434,12 @@ class Srv:
 
 # ---- certificates and aiosmtpd ----------
 
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, capture_output=True,
-                   cwd=BASE)
-
-
 def make_certs():
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=smalt relay test CA", "-keyout", "ca.key", "-out",
-            "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", "srv.key", "-out", "srv.csr")
-    write(os.path.join(BASE, "ext.cnf"),
-          "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey",
-            "ca.key", "-CAcreateserial", "-days", "2", "-out", "srv.pem",
-            "-extfile", "ext.cnf")
+    H.make_test_ca_and_cert(BASE, "smalt relay test CA",
+                            "DNS:localhost,IP:127.0.0.1")
     # A CA that signed nothing here: with it the smarthost cannot verify.
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=smalt unrelated CA", "-keyout", "other-ca.key",
-            "-out", "other-ca.pem", "-addext",
-            "basicConstraints=critical,CA:TRUE")
-    for n in ("ca.pem", "srv.pem", "other-ca.pem"):
-        os.chmod(os.path.join(BASE, n), 0o644)
+    H.make_self_signed(BASE, "other-ca", "smalt unrelated CA",
+                       "basicConstraints=critical,CA:TRUE")
 
 
 AIOSMTPD_SERVER = r'''
@@ -544,14 +492,7 @@ class Smarthost:
     def __init__(self, port, user, password):
         self.port = port
         self.dir = mkdir(os.path.join(BASE, "smarthost"), 0o755)
-        py = None
-        # Debian's python3-aiosmtpd serves /usr/bin/python3, which may not
-        # be the python3 running this test.
-        for cand in (sys.executable, "/usr/bin/python3"):
-            if subprocess.run([cand, "-c", "import aiosmtpd"],
-                              capture_output=True).returncode == 0:
-                py = cand
-                break
+        py = H.aiosmtpd_python()
         self.ok = py is not None
         if not self.ok:
             return
@@ -749,17 +690,38 @@ def tail(d, n=2500):
     return d.log()[-n:]
 
 
+def check_sent_to_sink(d, qid, rcpt, relay, sink, subject, sent_name,
+                       got_name, since=None):
+    """Waits for the smtp channel's status=sent line of qid/rcpt with
+    that relay (a regex) and checks it (sent_name), then checks that the
+    smtp-sink got the message with that Subject (got_name)."""
+    m = wait_status(d, qid, rcpt, "sent", tag="smtp", since=since,
+                    relay=relay)
+    C.check(sent_name, m, tail(d))
+    C.check(got_name, H.wait_for(lambda: sink.has_subject(subject), 10))
+    return m
+
+
+def send_to_421(d, host, rcpt, subject, name):
+    """A scripted server answering 421 on IP[host] (as h.HOST.test), and
+    a message to rcpt there that must be deferred (check name). Returns
+    the server and the message's queue id."""
+    srv = Srv(IP[host], E.smtp_port, mode="421", name="h.%s.test" % host)
+    qid = send(d, [rcpt], subject)
+    m = wait_status(d, qid, rcpt, "deferred")
+    C.check(name, m, tail(d))
+    return srv, qid
+
+
+def check_caught_up(d, srv, n, domain, got_name, up_name):
+    """The host is back: the scripted server got n messages (check
+    got_name) and smtp/domain is no longer down (check up_name)."""
+    C.check(got_name, H.wait_for(lambda: len(srv.delivered()) == n, 10),
+            srv.transactions())
+    C.check(up_name, host_up(d, "smtp", domain), hosts_text(d))
+
+
 # ---- bounces ----------
-
-def mbox_messages(path):
-    if not os.path.exists(path):
-        return []
-    box = mailbox.mbox(path, create=False)
-    try:
-        return list(box)
-    finally:
-        box.close()
-
 
 def dsn_recipients(m):
     if not m.is_multipart():
@@ -901,21 +863,19 @@ def t_fallback(d):
     section("3. MX fallback (pref 10 dead, 20 live); A record without MX")
     port = E.smtp_port
     qid = send(d, ["f@fb.test"], "fallback")
-    m = wait_status(d, qid, "f@fb.test", "sent", tag="smtp",
-                    relay=r"live\.fb\.test\[127\.0\.0\.4\]:%d" % port)
-    C.check("fallback: delivered via the pref 20 MX live.fb.test"
-            "[127.0.0.4]", m, tail(d))
-    C.check("fallback: the second smtp-sink got it",
-            H.wait_for(lambda: E.sink2.has_subject("fallback"), 10))
+    check_sent_to_sink(d, qid, "f@fb.test",
+                       r"live\.fb\.test\[127\.0\.0\.4\]:%d" % port,
+                       E.sink2, "fallback",
+                       "fallback: delivered via the pref 20 MX live.fb.test"
+                       "[127.0.0.4]", "fallback: the second smtp-sink got it")
     C.check("fallback: fb.test is not down (one MX answered)",
             host_up(d, "smtp", "fb.test"), hosts_text(d))
     qid = send(d, ["a@aonly.test"], "a record")
-    m = wait_status(d, qid, "a@aonly.test", "sent", tag="smtp",
-                    relay=r"aonly\.test\[127\.0\.0\.2\]:%d" % port)
-    C.check("a record: no MX, delivered to aonly.test[127.0.0.2]", m,
-            tail(d))
-    C.check("a record: smtp-sink got it",
-            H.wait_for(lambda: E.sink.has_subject("a record"), 10))
+    check_sent_to_sink(d, qid, "a@aonly.test",
+                       r"aonly\.test\[127\.0\.0\.2\]:%d" % port, E.sink,
+                       "a record",
+                       "a record: no MX, delivered to aonly.test[127.0.0.2]",
+                       "a record: smtp-sink got it")
 
 
 def t_nullmx_nxdomain(d):
@@ -1136,11 +1096,8 @@ def t_wakeup(d):
     C.check("wakeup: both waiting messages delivered at once, no flush "
             "(%.1f s; retry_min 1h, host_retry_min 10m)" % took,
             ok1 and ok2 and took < 30, tail(d))
-    C.check("wakeup: the server got both",
-            H.wait_for(lambda: len(srv.delivered()) == 2, 10),
-            srv.transactions())
-    C.check("wakeup: show hosts no longer shows wakeup.test down",
-            host_up(d, "smtp", "wakeup.test"), hosts_text(d))
+    check_caught_up(d, srv, 2, "wakeup.test", "wakeup: the server got both",
+                    "wakeup: show hosts no longer shows wakeup.test down")
     srv.close()
 
 
@@ -1165,20 +1122,17 @@ def t_routes_fix(d, routes):
     pos = len(d.log())
     rc, out, err = ctl(d, "flush", qid)
     C.check("routes: smaltctl flush ID: exit 0", rc == 0, (rc, out, err))
-    m = wait_status(d, qid, "x@fix.test", "sent", tag="smtp", since=pos,
-                    relay=r"sink\.mx\.test\[127\.0\.0\.2\]:%d" % E.smtp_port)
-    C.check("routes: the queued message now goes by MX to smtp-sink", m,
-            tail(d))
-    C.check("routes: smtp-sink got it",
-            H.wait_for(lambda: E.sink.has_subject("routes fix"), 10))
+    check_sent_to_sink(d, qid, "x@fix.test",
+                       r"sink\.mx\.test\[127\.0\.0\.2\]:%d" % E.smtp_port,
+                       E.sink, "routes fix",
+                       "routes: the queued message now goes by MX to "
+                       "smtp-sink", "routes: smtp-sink got it", since=pos)
 
 
 def t_restart(d):
     section("10. the host cache survives a restart")
-    srv = Srv(IP["persist"], E.smtp_port, mode="421", name="h.persist.test")
-    q1 = send(d, ["p1@persist.test"], "persist one")
-    m = wait_status(d, q1, "p1@persist.test", "deferred")
-    C.check("restart: first message deferred (421)", m, tail(d))
+    srv, q1 = send_to_421(d, "persist", "p1@persist.test", "persist one",
+                          "restart: first message deferred (421)")
     C.check("restart: persist.test down before the restart",
             H.wait_for(lambda: host_down(d, "smtp", "persist.test"), 10),
             hosts_text(d))
@@ -1219,10 +1173,8 @@ def t_restart(d):
 
 def t_retry_by_itself(d):
     section("6. host_retry_min 2s: the host is tried again by itself")
-    srv = Srv(IP["retry"], E.smtp_port, mode="421", name="h.retry.test")
-    q1 = send(d, ["r1@retry.test"], "retry one")
-    m = wait_status(d, q1, "r1@retry.test", "deferred")
-    C.check("retry: first message deferred (421)", m, tail(d))
+    srv, q1 = send_to_421(d, "retry", "r1@retry.test", "retry one",
+                          "retry: first message deferred (421)")
     q2 = send(d, ["r2@retry.test"], "retry two")
     m = wait_status(d, q2, "r2@retry.test", "deferred")
     C.check("retry: second message deferred too", m, tail(d))
@@ -1238,11 +1190,8 @@ def t_retry_by_itself(d):
             "(retry_min 1h)" % took, ok1 and ok2, tail(d))
     C.check("retry: ... within host_retry_max + a few seconds (< 20 s)",
             ok1 and ok2 and took < 20, took)
-    C.check("retry: the server got both",
-            H.wait_for(lambda: len(srv.delivered()) == 2, 10),
-            srv.transactions())
-    C.check("retry: retry.test no longer down",
-            host_up(d, "smtp", "retry.test"), hosts_text(d))
+    check_caught_up(d, srv, 2, "retry.test", "retry: the server got both",
+                    "retry: retry.test no longer down")
     srv.close()
 
 

@@ -69,30 +69,9 @@ stop1 stop2 held1 held2 held3 hostbox good""".split()
 section = C.section
 skip = C.skip
 run = C.run
-
-
-def mkdir(path, mode=0o755, owner=None):
-    os.makedirs(path, exist_ok=True)
-    os.chmod(path, mode)
-    if owner is not None:
-        pw = pwd.getpwnam(owner)
-        os.chown(path, pw.pw_uid, pw.pw_gid)
-    return path
-
-
-def write(path, text, mode=0o644):
-    with open(path, "wb" if isinstance(text, bytes) else "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return path
-
-
-def read(path, mode="r"):
-    try:
-        with open(path, mode) as f:
-            return f.read()
-    except OSError:
-        return None
+mkdir = H.make_dir  # runs as root: owner applies
+write = H.write_file
+read = H.read_file
 
 
 def daemon(name, start=True, **kw):
@@ -1718,12 +1697,7 @@ def main():
     run("hostile", t_hostile)
 
     section("shutdown")
-    for d in ALL_DAEMONS:
-        if d.proc is not None and d.proc.returncode is None:
-            d.stop()
-            C.check("%s: SIGTERM exits 0" % os.path.basename(d.dir),
-                    d.stopped_by_term and d.proc.returncode == 0,
-                    d.proc.returncode)
+    H.check_stop_all(C, ALL_DAEMONS)
     san = []
     for d in ALL_DAEMONS:
         if not no_crash(d):
@@ -1733,10 +1707,7 @@ def main():
                         log[max(0, m.start() - 300):m.start() + 1000]))
     C.check("no child died and no sanitizer report in any daemon log",
             not san, san[:2])
-    print("# took %.1f s" % (time.monotonic() - T0))
-    rc = C.finish()
-    H.keep_or_remove_tmp(rc != 0)
-    return rc
+    return H.finish_run(C, T0)
 
 
 if __name__ == "__main__":

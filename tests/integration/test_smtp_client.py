@@ -12,7 +12,6 @@ checks are skipped (the scripted server covers the engine anyway)."""
 import base64
 import glob
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -29,12 +28,6 @@ C = H.Checker()
 BASE = H.make_tmp_base("smalt-smtpc.")
 BUILD = os.environ.get("SMALT_BUILD", "build")
 DRIVER = os.path.join(BUILD, "tests", "smtp_client_driver")
-# Postfix's smtp-sink: from the postfix package, or SMALT_SMTP_SINK naming
-# one extracted from it (dpkg-deb -x, beside its ../lib/postfix).
-SINK = (os.environ.get("SMALT_SMTP_SINK") or shutil.which("smtp-sink") or
-        "/usr/sbin/smtp-sink")
-SINK_LIBS = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(SINK))), "lib", "postfix")
 T = "2"  # seconds, every timeout of the engine
 BAD_EXITS = []  # driver runs that failed or had a sanitizer report
 
@@ -294,14 +287,9 @@ class Fake:
                 if o["hang_after"] == "BODY":  # stops reading
                     time.sleep(8)
                     return
-                buf = b""
-                while True:
-                    ln = f.readline()
-                    if not ln:
-                        return
-                    if ln == b".\r\n":
-                        break
-                    buf += ln
+                buf = H.read_smtp_data(f)
+                if buf is None:
+                    return
                 s["msgs"].append(buf)
                 if o["hang_after"] == "DOT":
                     time.sleep(8)
@@ -352,27 +340,11 @@ def guarded(fn):
 
 # ---- certificates --------------------------------------------------------
 
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, capture_output=True,
-                   cwd=BASE)
-
-
 def make_certs():
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=smalt test CA", "-keyout", "ca.key", "-out",
-            "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", "srv.key", "-out", "srv.csr")
-    with open(os.path.join(BASE, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,DNS:mx.smalt.test,"
-                "IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey",
-            "ca.key", "-CAcreateserial", "-days", "2", "-out", "srv.pem",
-            "-extfile", "ext.cnf")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=localhost", "-keyout", "self.key", "-out",
-            "self.pem", "-addext", "subjectAltName=DNS:localhost")
+    H.make_test_ca_and_cert(BASE, "smalt test CA",
+                            "DNS:localhost,DNS:mx.smalt.test,IP:127.0.0.1")
+    H.make_self_signed(BASE, "self", "localhost",
+                       "subjectAltName=DNS:localhost")
 
 
 def server_ctx(cert, key):
@@ -385,7 +357,7 @@ def server_ctx(cert, key):
 
 def t_sink():
     section("smtp-sink: pipelining, dot-stuffing, 8BITMIME, 1 MB, errors")
-    if not os.path.exists(SINK):
+    if not os.path.exists(H.SMTP_SINK):
         print("skip - smtp-sink not installed")
         return
     dumpdir = os.path.join(BASE, "sink")
@@ -395,14 +367,9 @@ def t_sink():
 
     def sink(*opts, out=None):
         port = free_port()
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        env = dict(os.environ)
-        if os.path.isdir(SINK_LIBS):
-            env["LD_LIBRARY_PATH"] = SINK_LIBS
-        p = subprocess.Popen([SINK] + user + list(opts) +
-                             ["127.0.0.1:%d" % port, "10"],
-                             stdout=out or subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env)
+        p = H.start_smtp_sink(list(opts) + ["127.0.0.1:%d" % port, "10"],
+                              stdout=out or subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
         procs.append(p)
         for _ in range(100):
             try:
@@ -1225,14 +1192,7 @@ def t_tls():
 
 def t_aiosmtpd():
     section("aiosmtpd: STARTTLS and AUTH against a real implementation")
-    # Debian's python3-aiosmtpd serves /usr/bin/python3, which may not be
-    # the python3 running this test.
-    py = None
-    for cand in (sys.executable, "/usr/bin/python3"):
-        if subprocess.run([cand, "-c", "import aiosmtpd"],
-                          capture_output=True).returncode == 0:
-            py = cand
-            break
+    py = H.aiosmtpd_python()
     if py is None:
         print("skip - aiosmtpd not installed")
         return
@@ -1298,9 +1258,7 @@ def main():
         guarded(fn)
     C.check("driver: every run exited 0, no sanitizer report",
             not BAD_EXITS, BAD_EXITS)
-    rc = C.finish()
-    H.keep_or_remove_tmp(rc != 0)
-    return rc
+    return H.finish_run(C)
 
 
 if __name__ == "__main__":

@@ -1169,26 +1169,10 @@ def main():
     C.check("every reply read in this test (%d) has an enhanced status "
             "code, except greetings, HELO/EHLO and 354" %
             len(Client.all_replies), not bad, bad[:10])
-    for d in ALL_DAEMONS:
-        if d.proc is not None and d.proc.returncode is None:
-            d.stop()
-        C.check("%s: SIGTERM exits 0" % os.path.basename(d.dir),
-                d.stopped_by_term and d.proc.returncode == 0,
-                d.proc.returncode)
-    san = []
-    for d in ALL_DAEMONS:
-        log = d.log()
-        for pat in ("AddressSanitizer", "LeakSanitizer", "runtime error:",
-                    "UndefinedBehaviorSanitizer"):
-            if pat in log:
-                i = log.index(pat)
-                san.append((os.path.basename(d.dir), log[max(0, i - 200):
-                                                          i + 1500]))
+    H.check_stop_all(C, ALL_DAEMONS, every=True)
+    san = H.sanitizer_reports(ALL_DAEMONS)
     C.check("no sanitizer reports in any daemon log", not san, san[:2])
-    print("# took %.1f s" % (time.monotonic() - t_start))
-    rc = C.finish()
-    H.keep_or_remove_tmp(rc != 0)
-    return rc
+    return H.finish_run(C, t_start)
 
 
 if __name__ == "__main__":
