@@ -262,7 +262,7 @@ static struct hostcache_entry *
 lookup_or_add(struct hostcache *hc, const char *channel, const char *host)
 {
 	char key[HOSTCACHE_HOST_MAX + 1];
-	size_t pos;
+	size_t pos = 0; /* set by find() when it returns -1 */
 	if (make_key(channel, host, key) != 0)
 		return NULL;
 	long i = find(hc, channel, key, &pos);
