@@ -303,15 +303,17 @@ smtp_tool() { # smtp-sink | smtp-source
 
 # Messages an smtp-sink started with -c has taken so far ("." answered),
 # from its counter output: records "sess=N quit=N mesg=N" ended by CR.
-sink_messages() { # counter file
-	local t
+# With a second argument "sess" or "quit": that counter instead (sess:
+# sessions ended).
+sink_messages() { # counter file [mesg|sess|quit]
+	local t f=${2:-mesg}
 	t=$(tail -c 200 "$1" 2>/dev/null) || t=
 	case $t in
 	*$'\r') t=${t%$'\r'} ;;
 	*) t=${t%$'\r'*} ;; # a record still being written
 	esac
 	t=${t##*$'\r'}
-	if [[ $t =~ mesg=([0-9]+)$ ]]; then echo "${BASH_REMATCH[1]}"; else echo 0; fi
+	if [[ $t =~ (^|[^a-z])$f=([0-9]+)( |$) ]]; then echo "${BASH_REMATCH[2]}"; else echo 0; fi
 }
 
 # ---------------------------------------------------------------- opensmtpd

@@ -11,12 +11,18 @@
 #   - then delivery is released (smaltd: the config file says
 #     delivery_concurrency = 20 and the master gets SIGHUP; Postfix:
 #     postsuper -H ALL + postqueue -f; OpenSMTPD: smtpctl resume mta),
-#     and the time from the release until
-#     the sink has taken all N messages is measured (smtp-sink -c counts
-#     every "." it answers; polled every 20 ms);
+#     and the time from the release until the sink has taken all N
+#     messages is measured (smtp-sink -c counts every "." it answers;
+#     polled every 20 ms);
 #   - messages per second, the systems alternated round by round, the
 #     median of the rounds, and the ratios smaltd / Postfix and smaltd /
 #     OpenSMTPD.
+#
+# N is 10,000 by default, but 1,000 for OpenSMTPD (-N): OpenSMTPD 6.8
+# relays here over one connection at a time, 100 messages per connection,
+# each message held ~45 ms by Nagle's algorithm against the sink's delayed
+# ACK (it writes the final ".\r\n" apart from the body): about 15 msg/s,
+# the same at 1,000 and 3,000 messages; 10,000 would take 11 minutes.
 #
 # Everything listens on 127.0.0.1 high ports; every system runs from a
 # private config and queue (OpenSMTPD 6.8's queue is compiled in:
@@ -24,9 +30,9 @@
 # installed is skipped with a note (-I installs Postfix with apt and
 # unpacks OpenSMTPD, as smtpd_bench.sh does). Needs root.
 #
-#   bench/relay_bench.sh [-d WORK] [-n N] [-r ROUNDS] [-p BASEPORT] [-l LEN]
-#                        [-s SESSIONS] [-c CONC] [-T CAP] [-S SYSTEMS]
-#                        [-O PREFIX] [-I]
+#   bench/relay_bench.sh [-d WORK] [-n N] [-N N_OS] [-r ROUNDS] [-p BASEPORT]
+#                        [-l LEN] [-s SESSIONS] [-c CONC] [-X SETTING]...
+#                        [-T CAP] [-S SYSTEMS] [-O PREFIX] [-I]
 #
 # Results: a markdown table on stdout and in WORK/results.md, every run in
 # WORK/runs.tsv, logs in WORK/logs/. Compare ratios from one run, never
@@ -34,7 +40,10 @@
 set -Eeuo pipefail
 trap 'echo "relay_bench: error: line $LINENO: $BASH_COMMAND (status $?)" >&2' ERR
 
-CMDLINE="$0 $*"
+CMDLINE=$0
+for a in "$@"; do # the command line as it could be typed again
+	if [[ $a =~ ^[A-Za-z0-9_./,:=@+-]+$ ]]; then CMDLINE+=" $a"; else CMDLINE+=" '$a'"; fi
+done
 BENCH=relay_bench
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -42,6 +51,7 @@ SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SMALT_BUILD=${SMALT_BUILD:-$SRC_DIR/build}
 WORK=/var/tmp/relay-bench
 NMSG=10000
+OS_NMSG=1000 # OpenSMTPD 6.8 relays ~15 msg/s here: 10,000 would take 11 minutes
 ROUNDS=1
 BASEPORT=24055
 MSG_LEN=3072
@@ -53,6 +63,7 @@ DRAIN_MAX=120 # after a run: longest wait for the queue to empty
 SYSTEMS=smaltd,postfix,opensmtpd
 OS_PREFIX=
 INSTALL=0
+SM_EXTRA=()
 SENDER=from@example.com
 RCPT=sink@example.com
 OS_SPOOL=/var/spool/smtpd # compiled into OpenSMTPD 6.8
@@ -60,10 +71,13 @@ OS_SOCK=/var/run/smtpd.sock
 
 usage() {
 	cat >&2 <<EOF
-usage: $0 [-d WORK] [-n N] [-r ROUNDS] [-p BASEPORT] [-l LEN] [-s SESSIONS]
-          [-c CONC] [-T CAP] [-S SYSTEMS] [-O PREFIX] [-I]
+usage: $0 [-d WORK] [-n N] [-N N_OS] [-r ROUNDS] [-p BASEPORT] [-l LEN] [-s SESSIONS]
+          [-c CONC] [-X SETTING]... [-T CAP] [-S SYSTEMS] [-O PREFIX] [-I]
   -d WORK      work directory: queues, configs, logs (default $WORK)
   -n N         messages per run (default $NMSG)
+  -N N_OS      messages per OpenSMTPD run (default $OS_NMSG: it relays one
+               message at a time, each stalled ~45 ms by Nagle + delayed
+               ACK, about 15 msg/s at 1,000 and at 3,000 alike)
   -r ROUNDS    rounds, median reported (default $ROUNDS)
   -p BASEPORT  first of 5 ports on 127.0.0.1: smaltd, Postfix, OpenSMTPD,
                the sink, and a dead UDP port for smaltd's resolver
@@ -73,6 +87,8 @@ usage: $0 [-d WORK] [-n N] [-r ROUNDS] [-p BASEPORT] [-l LEN] [-s SESSIONS]
                (default $INJ_SESS)
   -c CONC      smaltd's delivery_concurrency after the release
                (default $CONC, its default)
+  -X SETTING   a further line for smaltd's config file, e.g.
+               "destination_concurrency = 20" (repeatable; default none)
   -T CAP       longest timed phase in seconds; a run cut off is rated by
                the messages the sink had by then (default $CAP)
   -S SYSTEMS   comma list out of smaltd,postfix,opensmtpd (default all)
@@ -89,15 +105,17 @@ EOF
 	exit 2
 }
 
-while getopts "d:n:r:p:l:s:c:T:S:O:Ih" opt; do
+while getopts "d:n:N:r:p:l:s:c:X:T:S:O:Ih" opt; do
 	case $opt in
 	d) WORK=$OPTARG ;;
 	n) NMSG=$OPTARG ;;
+	N) OS_NMSG=$OPTARG ;;
 	r) ROUNDS=$OPTARG ;;
 	p) BASEPORT=$OPTARG ;;
 	l) MSG_LEN=$OPTARG ;;
 	s) INJ_SESS=$OPTARG ;;
 	c) CONC=$OPTARG ;;
+	X) SM_EXTRA+=("$OPTARG") ;;
 	T) CAP=$OPTARG ;;
 	S) SYSTEMS=$OPTARG ;;
 	O) OS_PREFIX=$OPTARG ;;
@@ -107,7 +125,7 @@ while getopts "d:n:r:p:l:s:c:T:S:O:Ih" opt; do
 done
 shift $((OPTIND - 1))
 [ $# -eq 0 ] || usage
-for v in "$NMSG" "$ROUNDS" "$BASEPORT" "$MSG_LEN" "$INJ_SESS" "$CONC" "$CAP"; do
+for v in "$NMSG" "$OS_NMSG" "$ROUNDS" "$BASEPORT" "$MSG_LEN" "$INJ_SESS" "$CONC" "$CAP"; do
 	[[ $v =~ ^[1-9][0-9]*$ ]] || usage
 done
 IFS=, read -r -a SYS_LIST <<<"$SYSTEMS"
@@ -231,6 +249,7 @@ max_connections = 2000
 max_connections_per_ip = 2000
 delivery_concurrency = $2
 EOF
+	if [ ${#SM_EXTRA[@]} -gt 0 ]; then printf '%s\n' "${SM_EXTRA[@]}" >>"$1"; fi
 }
 
 setup_smaltd() {
@@ -319,8 +338,13 @@ find_opensmtpd() {
 # smtpctl insists on running setgid opensmtpq, which dpkg-deb -x does not
 # give it: a private copy that is, removed at the end.
 opensmtpd_ctl_copy() {
-	OS_CTL_COPY=$OS_DIR/smtpctl
+	mkdir -p "$OS_DIR"
+	OS_CTL_COPY=$OS_DIR/smtpctl # smtpctl goes by its name (mailq, sendmail)
 	install -m 2555 -o root -g opensmtpq "$OS_SMTPCTL" "$OS_CTL_COPY"
+}
+
+opensmtpd_busy() { # another OpenSMTPD runs: its control socket answers
+	python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$OS_SOCK" 2>/dev/null
 }
 
 setup_opensmtpd() {
@@ -329,9 +353,6 @@ setup_opensmtpd() {
 	[ -z "$missing" ] || die "OpenSMTPD in $OS_PREFIX misses libraries: $missing (-I unpacks them)"
 	opensmtpd_users
 	opensmtpd_ctl_copy
-	if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$OS_SOCK" 2>/dev/null; then
-		die "an OpenSMTPD is already running ($OS_SOCK answers); $OS_SPOOL is its"
-	fi
 	mkdir -p "$OS_DIR"
 	cat >"$OS_DIR/smtpd.conf" <<EOF
 listen on 127.0.0.1 port $OS_PORT
@@ -377,6 +398,10 @@ opensmtpd_release_cmd() {
 }
 
 # ---------------------------------------------------------------- per system
+cpu_ticks() { # "busy total" jiffies of the whole machine, from /proc/stat
+	awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
+}
+
 start_held() {
 	case $1 in
 	smaltd) start_smaltd ;;
@@ -502,10 +527,10 @@ EOF
 
 # One run: prints a line, appends one to runs.tsv.
 run_one() {
-	local sys=$1 round=$2 port log c0 c1 s0 s1 d0 d1 t0 t1 inj src_rc q held
-	local el n flag rel_rc t_rel first final left rate load i
+	local sys=$1 round=$2 port c0 c1 s0 s1 d0 d1 t0 t1 inj src_rc q held
+	local el n flag rel_rc t_rel first final left rate load i sess0 sess b0 tt0 b1 tt1 busy nm=$NMSG
+	[ "$sys" != opensmtpd ] || nm=$OS_NMSG
 	port=$(port_of "$sys")
-	log=$(log_of "$sys")
 	start_sink
 	start_held "$sys"
 	[ "$(queued "$sys")" -eq 0 ] || die "$sys's queue is not empty before a run"
@@ -515,10 +540,10 @@ run_one() {
 	# Injection (not timed): N messages into the held queue.
 	t0=$(now)
 	src_rc=0
-	"$SMTP_SOURCE" -s "$INJ_SESS" -m "$NMSG" -l "$MSG_LEN" -f "$SENDER" -t "$RCPT" \
+	"$SMTP_SOURCE" -s "$INJ_SESS" -m "$nm" -l "$MSG_LEN" -f "$SENDER" -t "$RCPT" \
 		"127.0.0.1:$port" >>"$LOGS/smtp-source.log" 2>"$WORK/source.err" || src_rc=$?
 	t1=$(now)
-	inj=$(echo "$NMSG / ($t1 - $t0)" | bc -l)
+	inj=$(echo "$nm / ($t1 - $t0)" | bc -l)
 	if [ -s "$WORK/source.err" ]; then
 		sed "s/^/[$sys r=$round] /" "$WORK/source.err" >>"$LOGS/smtp-source.err"
 	fi
@@ -526,22 +551,26 @@ run_one() {
 	# Every message committed (the log line may lag the 250 a little).
 	for i in $(seq 300); do
 		c1=$(committed "$sys")
-		[ $((c1 - c0)) -lt "$NMSG" ] || break
+		[ $((c1 - c0)) -lt "$nm" ] || break
 		sleep 0.1
 	done
 	c1=$(($(committed "$sys") - c0))
 	q=$(queued "$sys")
 	held=$(sink_messages "$SINK_COUNTER")
-	[ "$c1" -eq "$NMSG" ] || say "warning: $sys committed $c1 of $NMSG messages"
+	[ "$c1" -eq "$nm" ] || say "warning: $sys committed $c1 of $nm messages"
 	[ "$held" -eq 0 ] || say "warning: $sys delivered $held messages while held"
 	sync # the injection's dirty pages are not the relay's cost
 	sleep 1
 	load=$(cut -d' ' -f1 /proc/loadavg)
+	sess0=$(sink_messages "$SINK_COUNTER" sess)
 	say "$(name_of "$sys") round $round: $c1 messages queued ($q queue files)" \
 		"in $(printf %.1f "$(echo "$t1 - $t0" | bc -l)") s; releasing"
 	rm -f "$WORK/run.out"
+	read -r b0 tt0 < <(cpu_ticks)
 	python3 "$WORK/relay_run.py" "$SINK_COUNTER" "$c1" "$CAP" "$STALL" "$WORK/run.out" -- \
 		bash -c "$(release_cmd "$sys")"
+	read -r b1 tt1 < <(cpu_ticks)
+	busy=$(((b1 - b0) * 100 / (tt1 - tt0 > 0 ? tt1 - tt0 : 1)))
 	read -r el n flag rel_rc t_rel first <"$WORK/run.out"
 	[ "$rel_rc" -eq 0 ] || say "warning: the release command for $sys failed (rc $rel_rc)"
 	if [ "$flag" = ok ]; then drain "$sys"; else drain "$sys" 10; fi
@@ -551,13 +580,17 @@ run_one() {
 	s1=$(sent_lines "$sys")
 	d1=$(deferred_lines "$sys")
 	stop_sys "$sys"
+	# The sink counts a session when it ends: Postfix's cached connections
+	# end only now.
+	sleep 0.5
+	sess=$(($(sink_messages "$SINK_COUNTER" sess) - sess0))
 	stop_sink
-	if [ "$flag" = ok ] && { [ "$final" -ne "$NMSG" ] || [ "$c1" -ne "$NMSG" ] ||
+	if [ "$flag" = ok ] && { [ "$final" -ne "$nm" ] || [ "$c1" -ne "$nm" ] ||
 		[ "$src_rc" -ne 0 ] || [ "$held" -ne 0 ]; }; then
 		flag=mismatch
 	fi
 	if [ "$flag" != ok ] || [ "$left" -ne 0 ]; then
-		say "warning: $sys round $round: $flag: $n of $NMSG at the sink when timed," \
+		say "warning: $sys round $round: $flag: $n of $nm at the sink when timed," \
 			"$final after draining; $((s1 - s0)) sent, $((d1 - d0)) deferred in" \
 			"the log; $left queue files left"
 	fi
@@ -566,12 +599,12 @@ run_one() {
 	else
 		rate=0
 	fi
-	printf '%s\t%s\t%s\t%s\t%.3f\t%.1f\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%.1f\t%s\n' \
+	printf '%s\t%s\t%s\t%s\t%.3f\t%.1f\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%s\n' \
 		"$round" "$sys" "$c1" "$n" "$el" "$rate" "$flag" "$first" "$t_rel" \
-		"$final" "$((s1 - s0))" "$((d1 - d0))" "$left" "$inj" "$load" >>"$WORK/runs.tsv"
+		"$final" "$((s1 - s0))" "$((d1 - d0))" "$left" "$inj" "$load" "$sess" "$busy" >>"$WORK/runs.tsv"
 	say "$(name_of "$sys") round $round: $n msgs at the sink in $(printf %.2f "$el") s" \
 		"= $(printf %.0f "$rate") msg/s ($flag; first after $(printf %.2f "$first") s;" \
-		"$final at the sink after draining; $((s1 - s0)) sent, $((d1 - d0)) deferred in its log)"
+		"$final at the sink after draining, in $sess sessions; CPU $busy% busy; $((s1 - s0)) sent, $((d1 - d0)) deferred in its log)"
 }
 
 # ---------------------------------------------------------------- report
@@ -597,6 +630,11 @@ rate_cell() { # sys: median rate, marked when a run was cut off/failed
 	case $flags in *mismatch*) printf '‡' ;; esac
 }
 
+med0() { # column sys: median, no decimals
+	# shellcheck disable=SC2046
+	median $(col_of "$1" "$2") | awk '{printf "%.0f", $1}'
+}
+
 sec_cell() { # column sys: median seconds
 	local v
 	# shellcheck disable=SC2046
@@ -607,24 +645,24 @@ sec_cell() { # column sys: median seconds
 report() {
 	local s peer
 	{
-		echo "| system | relay msg/s | seconds for $NMSG | first message after s | sent in log | deferred in log | injection msg/s (not timed) |"
-		echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+		echo "| system | relay msg/s | messages | seconds | first message after s | sink sessions | machine CPU busy % | sent in log | deferred in log | injection msg/s (not timed) |"
+		echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 		for s in "${SYS_LIST[@]}"; do
-			printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$(name_of "$s")" "$(rate_cell "$s")" \
-				"$(sec_cell 5 "$s")" "$(sec_cell 8 "$s")" \
-				"$(median $(col_of 11 "$s") | awk '{printf "%.0f", $1}')" \
-				"$(median $(col_of 12 "$s") | awk '{printf "%.0f", $1}')" \
-				"$(median $(col_of 14 "$s") | awk '{printf "%.0f", $1}')"
+			printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(name_of "$s")" "$(rate_cell "$s")" \
+				"$(col_of 3 "$s" | sort -u | tr '\n' ' ' | sed 's/ $//')" "$(sec_cell 5 "$s")" "$(sec_cell 8 "$s")" \
+				"$(med0 16 "$s")" "$(med0 17 "$s")" "$(med0 11 "$s")" "$(med0 12 "$s")" "$(med0 14 "$s")"
 		done
 		for peer in postfix opensmtpd; do
 			has_sys smaltd && has_sys "$peer" || continue
-			printf '| smaltd / %s | %s | | | | | |\n' "$(name_of "$peer")" \
+			printf '| smaltd / %s | %s | | | | | | | | |\n' "$(name_of "$peer")" \
 				"$(ratio "$(rate_num smaltd)" "$(rate_num "$peer")")"
 		done
 		echo
 		echo "$(date -u '+%Y-%m-%d %H:%M UTC'), \`$CMDLINE\`."
 		echo "Messages per second from the release of delivery until smtp-sink had taken" \
-			"all $NMSG (its -c counter, polled every 20 ms); median of $ROUNDS" \
+			"the messages (its -c counter, polled every 20 ms); $NMSG messages per" \
+			"run$(! has_sys opensmtpd || echo " ($OS_NMSG for OpenSMTPD)");" \
+			"$MSG_LEN-byte messages; median of $ROUNDS" \
 			"round(s), systems alternated; runs capped at $CAP s. Ratio rows:" \
 			"smaltd ÷ peer (higher is better for smaltd)."
 		if grep -qE 'capped|stalled' "$WORK/runs.tsv"; then
@@ -632,7 +670,7 @@ report() {
 				"growing for $STALL s): rated by the messages at the sink by then."
 		fi
 		if grep -q 'mismatch' "$WORK/runs.tsv"; then
-			echo "‡ at least one run had a count other than $NMSG: committed, at the sink" \
+			echo "‡ at least one run had a count other than the messages sent: committed, at the sink" \
 				"after draining (lost or duplicated), or delivered while held (see runs)."
 		fi
 		[ -z "$SKIPPED" ] || echo "Skipped: $SKIPPED."
@@ -669,7 +707,9 @@ report() {
 			echo "- smaltd $SMALT_VERSION (commit $SMALT_REV, build $SMALT_BUILD): held" \
 				"with delivery_concurrency = 0 in its config file, released by writing" \
 				"delivery_concurrency = $CONC there and SIGHUP to the master;" \
-				"destination_concurrency ${SM_DEST_CONC:-?} (its default); relayhost" \
+				"destination_concurrency ${SM_DEST_CONC:-?}$([ ${#SM_EXTRA[@]} -gt 0 ] &&
+					printf ' (-X: %s)' "$(printf '%s; ' "${SM_EXTRA[@]}" | sed 's/; $//')" ||
+					echo ' (its default)'); relayhost" \
 				"[127.0.0.1]:$SINK_PORT, relayhost_tls = none; resolver a dead port;" \
 				"restarted with an empty spool $SM_SPOOL for every run."
 		fi
@@ -684,20 +724,22 @@ report() {
 				"cache on demand; queue $PF_QUEUE, restarted for every run."
 		fi
 		if has_sys opensmtpd; then
-			echo "- OpenSMTPD $OS_VERSION ($OS_PREFIX): started with \`smtpd -d -P mta\`" \
+			echo "- OpenSMTPD $OS_VERSION (${OS_PREFIX:-/}): started with \`smtpd -d -P mta\`" \
 				"(relaying paused), released by \`smtpctl resume mta\`; \`action \"relay\"" \
 				"relay host smtp://127.0.0.1:$SINK_PORT\`; does NOT fsync its queue;" \
 				"resolver limited to /etc/hosts (private resolv.conf); queue $OS_SPOOL" \
 				"(compiled in), emptied for every run."
 		fi
-		echo "- Injection (not timed): smtp-source -s $INJ_SESS -m $NMSG -l $MSG_LEN" \
+		echo "- Injection (not timed): smtp-source -s $INJ_SESS -m N -l $MSG_LEN" \
 			"-f $SENDER -t $RCPT, then sync. Sink: $SMTP_SINK -c on" \
 			"127.0.0.1:$SINK_PORT, a fresh one per run."
 		echo "- Machine: $(machine_line)."
 		echo
 		echo "Runs (round, system, committed, at the sink when timed, seconds, msg/s, flag," \
 			"first message after s, release command s, at the sink after draining, sent and" \
-			"deferred log lines, queue files left, injection msg/s, 1-minute load):"
+			"deferred log lines, queue files left, injection msg/s, 1-minute load, sink" \
+			"sessions, machine CPU % busy during the timed phase — the MTA, the sink and" \
+			"anything else running):"
 		echo
 		echo '```'
 		cat "$WORK/runs.tsv"
@@ -723,16 +765,20 @@ fi
 if ! SMTP_SINK=$(smtp_tool smtp-sink) || ! SMTP_SOURCE=$(smtp_tool smtp-source); then
 	if [ "$INSTALL" = 1 ]; then
 		install_postfix
-		SMTP_SINK=$(smtp_tool smtp-sink) && SMTP_SOURCE=$(smtp_tool smtp-source) ||
+		if ! SMTP_SINK=$(smtp_tool smtp-sink) || ! SMTP_SOURCE=$(smtp_tool smtp-source); then
 			die "no smtp-sink/smtp-source after installing postfix"
+		fi
 	else
 		die "Postfix's smtp-sink and smtp-source are needed: install postfix (or -I)," \
 			"or set SMALT_SMTP_SINK to an smtp-sink unpacked beside its smtp-source (see .ci/run)"
 	fi
 fi
 if has_sys opensmtpd && ! find_opensmtpd; then
-	drop_sys opensmtpd "not found (not in $OS_DIR/root, /var/tmp/smtpd-bench/opensmtpd/root" \
-		"or the opensmtpd package; -I unpacks it, -O names where it is)"
+	if [ -n "$OS_PREFIX" ]; then
+		drop_sys opensmtpd "no usr/sbin/smtpd and usr/sbin/smtpctl under $OS_PREFIX (-O)"
+	else
+		drop_sys opensmtpd "not found in $OS_DIR/root, /var/tmp/smtpd-bench/opensmtpd/root or the opensmtpd package (-I unpacks it, -O names where it is)"
+	fi
 fi
 if has_sys smaltd; then build_smalt; fi
 [ ${#SYS_LIST[@]} -gt 0 ] || die "no system left to run"
@@ -758,8 +804,12 @@ SMALT_VERSION=$(sed -n 's/^project(smalt VERSION \([0-9.]*\).*/\1/p' "$SRC_DIR/C
 
 has_sys smaltd && setup_smaltd
 has_sys postfix && setup_postfix
-has_sys opensmtpd && setup_opensmtpd
-say "work dir $WORK; systems $SYSTEMS; $NMSG messages of $MSG_LEN bytes per run, $ROUNDS round(s)"
+if has_sys opensmtpd && opensmtpd_busy; then
+	drop_sys opensmtpd "another OpenSMTPD is running ($OS_SOCK answers) and $OS_SPOOL is its queue"
+fi
+if has_sys opensmtpd; then setup_opensmtpd; fi
+[ ${#SYS_LIST[@]} -gt 0 ] || die "no system left to run"
+say "work dir $WORK; systems $SYSTEMS; $NMSG messages$(! has_sys opensmtpd || echo " ($OS_NMSG for OpenSMTPD)") of $MSG_LEN bytes per run, $ROUNDS round(s)"
 
 for round in $(seq "$ROUNDS"); do
 	if [ $((round % 2)) -eq 1 ]; then
