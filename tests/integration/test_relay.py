@@ -1339,6 +1339,26 @@ def t_relay(d, auth_file, closed):
 
 # ===================================================================== main
 
+def t_loop(d):
+    section("loop: a relayhost that points back here")
+    # Each pass adds a Received: header; past 50 the message bounces
+    # (5.4.6) instead of going round forever, and the bounce, which
+    # loops the same way, ends as a double bounce to the postmaster.
+    qid = send(d, ["far@loop.test"], "round and round")
+    ok = H.wait_for(lambda: re.search(
+        r"to=<far@loop\.test>, relay=none, .*dsn=5\.4\.6, status=bounced "
+        r"\(mail forwarding loop", d.log()) is not None, 60)
+    C.check("loop: bounced with 5.4.6 (mail forwarding loop)", ok, tail(d))
+    passes = len(re.findall(r"smalt/relay\[\d+\]: \w+: to=<far@loop\.test>"
+                            r", relay=127\.0\.0\.1\[127\.0\.0\.1\]",
+                            d.log()))
+    C.check("loop: about 50 passes, not more (%d)" % passes,
+            40 <= passes <= 52, passes)
+    C.check("loop: the queue empties (no message goes round forever)",
+            H.wait_for(lambda: spool_empty(d), 60), tail(d))
+    C.check("loop: first message %s removed" % qid, removed(d, qid, 5))
+
+
 def main():
     if DNSMASQ is None:
         print("SKIP - dnsmasq is not installed (Debian: dnsmasq-base)")
@@ -1393,6 +1413,13 @@ def main():
     else:
         C.skip("relay through aiosmtpd: python3-aiosmtpd is not installed")
     dc.stop()
+
+    # Daemon D: its relayhost is itself.
+    port = H.free_port()
+    dd = daemon("d", port=port, relayhost="[127.0.0.1]:%d" % port,
+                relayhost_tls="none")
+    C.run("loop", t_loop, dd)
+    dd.stop()
 
     for d in E.daemons:
         C.check("%s: no sanitizer report or crash in the log" %
