@@ -521,8 +521,13 @@ child_setup(struct daemon *d, int quiet)
 	 * SIGTERM from the master during a slow start-up (CA bundle, host
 	 * cache) must wait, not be lost. Each child unblocks them with
 	 * smalt_unblock_stop_signals() once its handlers are in place. */
-	sigprocmask(SIG_SETMASK, &master_orig, NULL);
-	smalt_block_stop_signals(SIG_BLOCK);
+	sigset_t mask = master_orig;
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	/* One call: unblocking the master's set first would let a stop
+	 * signal in with SIG_DFL for a moment. */
+	sigprocmask(SIG_SETMASK, &mask, NULL);
 }
 
 static struct options *reload_opt;

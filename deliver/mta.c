@@ -32,6 +32,9 @@ struct mta {
 	char auth_err[300]; /* why relayhost_auth_file is unusable */
 	struct mta_job *jobs;
 	struct idle_session *idle; /* parked for reuse, newest first */
+	/* Bumped by every mta_set_conf: a session opened under older
+	 * settings is never parked. */
+	unsigned long generation;
 };
 
 /* A session kept open after a transaction, waiting for the next message
@@ -45,6 +48,8 @@ struct idle_session {
 	char name[256];
 	uint16_t port;
 	SSL_CTX *ssl_ctx; /* the one the engine was started with */
+	unsigned long generation;
+	time_t born; /* the connection's */
 	struct event *timer;
 };
 
@@ -62,6 +67,9 @@ struct mta_job {
 	struct smtp_client *client;
 	/* Held while the engine may use it: a reload replaces m->ssl_ctx. */
 	SSL_CTX *ssl_ctx;
+	/* Of the settings and the connection this job's session has. */
+	unsigned long generation;
+	time_t born;
 	struct event *kick; /* reports a result decided inside mta_start */
 	int in_start;
 	struct deliver_result *res;
@@ -127,6 +135,10 @@ mta_nexthop(const struct smalt_conf *conf, const struct route *r,
 	}
 	if (hp->host[0] == '\0')
 		hp = &conf->relayhost;
+	out->is_relayhost =
+	    hp == &conf->relayhost ||
+	    (ascii_strcasecmp(hp->host, conf->relayhost.host) == 0 &&
+	     (hp->port ? hp->port : 25) == conf->relayhost.port);
 	if (hp->host[0] == '\0') {
 		*why = "mail is routed to the relay channel, but relayhost is "
 		       "not set";
@@ -278,7 +290,9 @@ void
 mta_set_conf(struct mta *m, const struct smalt_conf *conf)
 {
 	m->conf = conf;
-	/* Sessions opened under the old TLS or AUTH settings go. */
+	/* Sessions opened under the old TLS or AUTH settings go, now or
+	 * when their transaction ends. */
+	m->generation++;
 	mta_close_idle(m);
 	load_tls(m);
 	load_auth(m);
@@ -453,7 +467,8 @@ park(struct mta_job *j)
 	unsigned n = 0;
 	for (struct idle_session *s = m->idle; s != NULL; s = s->next)
 		n += same_hop(s, &j->hop);
-	if (n >= MTA_IDLE_PER_HOST) {
+	if (n >= MTA_IDLE_PER_HOST || j->generation != m->generation ||
+	    time(NULL) - j->born >= MTA_REUSE_SECS) {
 		smtp_client_cancel(j->client);
 		return;
 	}
@@ -466,6 +481,8 @@ park(struct mta_job *j)
 	s->port = j->hop.port;
 	s->ssl_ctx = j->ssl_ctx; /* the job's reference moves here */
 	j->ssl_ctx = NULL;
+	s->generation = j->generation;
+	s->born = j->born;
 	s->timer = evtimer_new(m->base, on_idle_timer, s);
 	struct timeval tv = {MTA_IDLE_SECS, 0};
 	evtimer_add(s->timer, &tv);
@@ -485,9 +502,10 @@ on_outcome(void *arg, const struct smtp_outcome *o)
 	if (o->kept)
 		park(j);
 	j->client = NULL; /* parked, or it frees itself */
-	if (o->host_failed) {
+	int talked = strcmp(o->relay, "none") != 0;
+	if (o->host_failed && !talked) {
 		host_failed(j, o);
-	} else if (strcmp(o->relay, "none") != 0) {
+	} else if (!o->host_failed && talked) {
 		const char *ch = channel_of(j);
 		if (hostcache_mark_up(m->hosts, ch, j->hop.host)) {
 			log_info("host %s %s is up again", ch, j->hop.host);
@@ -529,6 +547,8 @@ reuse_session(struct mta_job *j)
 	struct smtp_client *c = s->client;
 	j->ssl_ctx = s->ssl_ctx;
 	s->ssl_ctx = NULL;
+	j->generation = s->generation;
+	j->born = s->born;
 	idle_unlink(s);
 	struct smtp_tx tx;
 	job_tx(j, &tx);
@@ -547,8 +567,17 @@ start_session(struct mta_job *j, const struct dns_target *v, size_t n)
 {
 	struct mta *m = j->m;
 	const struct smalt_conf *conf = m->conf;
+	/* A reload between mta_start and here broke the auth file: the
+	 * mail waits, it must not go without AUTH and bounce. */
+	if (j->hop.channel == CHANNEL_RELAY && j->hop.is_relayhost &&
+	    m->auth_err[0] != '\0') {
+		fail_all(j, DELIVER_DEFER, "4.7.0", m->auth_err);
+		return;
+	}
 	SSL_CTX_up_ref(m->ssl_ctx);
 	j->ssl_ctx = m->ssl_ctx;
+	j->generation = m->generation;
+	j->born = time(NULL);
 	struct smtp_client_params p = {
 	    .helo_name = conf->hostname,
 	    .ssl_ctx = j->ssl_ctx,
@@ -564,8 +593,10 @@ start_session(struct mta_job *j, const struct dns_target *v, size_t n)
 		    [TLS_RELAY_MAY] = SMTP_TLS_MAY,
 		    [TLS_RELAY_NONE] = SMTP_TLS_NONE};
 		p.tls = relay_tls[conf->relayhost_tls];
-		p.auth_user = m->auth_user;
-		p.auth_pass = m->auth_pass;
+		if (j->hop.is_relayhost) {
+			p.auth_user = m->auth_user;
+			p.auth_pass = m->auth_pass;
+		}
 	} else {
 		static const enum smtp_tls_policy smtp_tls[] = {
 		    [TLS_SMTP_MAY] = SMTP_TLS_MAY,
@@ -628,7 +659,8 @@ mta_start(struct mta *m, const struct mta_tx *tx, mta_done_cb cb, void *arg)
 
 	struct stat st;
 	char why[400];
-	if (j->hop.channel == CHANNEL_RELAY && m->auth_err[0] != '\0') {
+	if (j->hop.channel == CHANNEL_RELAY && j->hop.is_relayhost &&
+	    m->auth_err[0] != '\0') {
 		fail_all(j, DELIVER_DEFER, "4.7.0", m->auth_err);
 	} else if (m->dns == NULL) {
 		snprintf(why, sizeof(why), "no resolver: %s", m->dns_err);

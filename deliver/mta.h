@@ -11,10 +11,12 @@
  * - relay: the smarthost (relayhost, or the route's NEXTHOP) as
  *   "[host]:port" when written in brackets, else "host:port"; its
  *   addresses come from A/AAAA, never MX.
- * A host is marked down when every address failed at host level (see
- * smtp_client.h: refused, timeout, 4xx/5xx greeting, TLS that is required
- * but fails, AUTH refused); any transaction marks it up. DNS failures
- * defer or bounce the mail but say nothing about the host. */
+ * A host is marked down when every address failed at host level before
+ * a transaction began (see smtp_client.h: refused, timeout, 4xx/5xx
+ * greeting, TLS that is required but fails, AUTH refused); a transaction
+ * that went through marks it up. A session lost after MAIL FROM (a slow
+ * server, a content filter hanging up) says nothing either way, nor do
+ * DNS failures, which defer or bounce the mail. */
 #ifndef SMALT_MTA_H
 #define SMALT_MTA_H
 
@@ -44,6 +46,9 @@
  * 2 s); at most MTA_IDLE_PER_HOST of them per next hop. */
 #define MTA_IDLE_SECS	  5
 #define MTA_IDLE_PER_HOST 4
+/* A connection carries transactions for this long at most (Postfix's
+ * smtp_connection_reuse_time_limit), so that DNS changes are seen. */
+#define MTA_REUSE_SECS 300
 
 struct mta_nexthop {
 	enum channel_kind channel;	   /* CHANNEL_SMTP or CHANNEL_RELAY */
@@ -51,6 +56,9 @@ struct mta_nexthop {
 	char name[256];			   /* what DNS is asked for */
 	uint16_t port;
 	int mx; /* 1: MX, then A/AAAA; 0: A/AAAA of name */
+	/* relay: the next hop is relayhost itself, so relayhost_auth_file's
+	 * credentials go to it (and to no other relay next hop). */
+	int is_relayhost;
 };
 
 /* The next hop of a recipient in domain routed by r (smtp or relay).

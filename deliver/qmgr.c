@@ -309,9 +309,16 @@ save_stats(struct qmgr *q)
 static void
 on_stats_timer(evutil_socket_t fd, short what, void *arg)
 {
+	struct qmgr *q = arg;
 	(void)fd;
 	(void)what;
-	save_stats(arg);
+	save_stats(q);
+	time_t now = time(NULL);
+	if (now - q->hosts_expired >= 3600) {
+		q->hosts_expired = now;
+		if (hostcache_expire(q->hosts, now) > 0)
+			mta_save_hosts(q->mta);
+	}
 }
 
 static void
@@ -1057,9 +1064,10 @@ hops_name(const char *hops, const char *channel, const char *host)
 }
 
 /* Every message waiting for the host is due now, ahead of its own
- * backoff (MMDF: the host is back, so is its mail). */
+ * backoff (MMDF: the host is back, so is its mail). The caller fixes
+ * the heap (once, when it wakes several hosts). */
 static size_t
-wake_host(struct qmgr *q, const char *channel, const char *host)
+mark_host_due(struct qmgr *q, const char *channel, const char *host)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < q->nheap; i++)
@@ -1068,6 +1076,13 @@ wake_host(struct qmgr *q, const char *channel, const char *host)
 			q->heap[i].when = 0;
 			n++;
 		}
+	return n;
+}
+
+static size_t
+wake_host(struct qmgr *q, const char *channel, const char *host)
+{
+	size_t n = mark_host_due(q, channel, host);
 	if (n > 0)
 		heap_fix(q);
 	return n;
@@ -1113,20 +1128,37 @@ on_hosts_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	time_t now = time(NULL);
+	size_t n = 0;
 	for (size_t i = 0; i < hostcache_count(q->hosts); i++) {
 		const struct hostcache_entry *e = hostcache_at(q->hosts, i);
 		if (e->down && e->next_attempt > q->hosts_checked &&
 		    e->next_attempt <= now)
-			wake_host(q, e->channel, e->host);
+			n += mark_host_due(q, e->channel, e->host);
 	}
+	if (n > 0)
+		heap_fix(q);
 	q->hosts_checked = now;
-	if (now - q->hosts_expired >= 3600) {
-		q->hosts_expired = now;
-		if (hostcache_expire(q->hosts, now) > 0)
-			mta_save_hosts(q->mta);
-	}
 	arm_hosts_timer(q);
 	fill(q);
+}
+
+/* After a reload that lowered host_retry_max: a retry time beyond the
+ * new limit counts as come (hostcache_set_backoff), so that host's mail
+ * goes now rather than at the old time. */
+static void
+wake_hosts_come_early(struct qmgr *q)
+{
+	time_t now = time(NULL);
+	size_t n = 0;
+	for (size_t i = 0; i < hostcache_count(q->hosts); i++) {
+		const struct hostcache_entry *e = hostcache_at(q->hosts, i);
+		if (e->down && e->next_attempt > now &&
+		    !hostcache_is_down(q->hosts, e->channel, e->host, now, NULL,
+				       NULL))
+			n += mark_host_due(q, e->channel, e->host);
+	}
+	if (n > 0)
+		heap_fix(q);
 }
 
 struct woken {
@@ -1281,6 +1313,7 @@ on_maildrop_timer(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = {QMGR_MAILDROP_SWEEP, 0};
 	if (!evtimer_pending(q->ev_maildrop, NULL))
 		evtimer_add(q->ev_maildrop, &tv);
+	fill(q); /* what a flush or wake request it found made due */
 }
 
 static void
@@ -1377,6 +1410,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	q->conf = q->p->conf = conf;
 	log_info("reloaded configuration from %s",
 		 conf->source ? conf->source : "built-in defaults");
+	wake_hosts_come_early(q);
 	fill(q);
 }
 

@@ -80,6 +80,7 @@ IP = {
     "persist": "127.0.0.10",  # 421 throughout: persist.test
     "perrcpt": "127.0.0.11",  # 250/550/450 per recipient: perrcpt.test
     "conc": "127.0.0.12",    # slow greeting, counts sessions at once
+    "lost": "127.0.0.13",    # hangs up after RCPT: lost.test
 }
 
 PROCS = []   # helper processes (dnsmasq, smtp-sink, aiosmtpd) to stop
@@ -206,6 +207,7 @@ def dns_records():
     recs += mx("fix.test", "sink.mx.test", 10)
     recs += mx("tlsreq.test", "sink.mx.test", 10)
     recs += mx("conc.test", "h.conc.test", 10, IP["conc"])
+    recs += mx("lost.test", "h.lost.test", 10, IP["lost"])
     return recs
 
 
@@ -262,6 +264,8 @@ class Srv:
              RCPT replies from self.rcpt(addr) when set
       "421"  a "421 4.3.2" greeting, then closes
       "hang" accepts and never says anything (until close())
+    self.rcpt(addr) may return "DROP": the server hangs up instead of
+    replying.
     Counts accepted connections; records each session's commands and
     transactions."""
 
@@ -403,6 +407,8 @@ class Srv:
             elif verb == "RCPT":
                 addr = cmd[cmd.find("<") + 1:cmd.find(">")]
                 r = self.rcpt(addr) if self.rcpt else "250 2.1.5 Ok"
+                if r == "DROP":
+                    return
                 if txn is not None:
                     txn["rcpts"].append(addr)
                     if r.startswith("2"):
@@ -1339,6 +1345,28 @@ def t_relay(d, auth_file, closed):
 
 # ===================================================================== main
 
+def t_lost_after_mail(d):
+    section("a session lost after MAIL FROM: deferred, host not down")
+    srv = Srv(IP["lost"], E.smtp_port, rcpt=lambda a: "DROP",
+              name="h.lost.test")
+    qid = send(d, ["x@lost.test"], "lost after mail")
+    m = wait_status(d, qid, "x@lost.test", "deferred", tag="smtp")
+    C.check("lost: deferred, naming the lost connection",
+            m is not None and "lost connection" in m.group(1), tail(d))
+    C.check("lost: the host is not marked down (it talked)",
+            host_up(d, "smtp", "lost.test"), hosts_text(d))
+    # The next try connects again: nothing is suspended.
+    srv.rcpt = None
+    pos = len(d.log())
+    rc, _, err = ctl(d, "flush", qid)
+    C.check("lost: smaltctl flush ID", rc == 0, err)
+    ok = wait_status(d, qid, "x@lost.test", "sent", tag="smtp", since=pos)
+    C.check("lost: delivered on the next try, over a new connection",
+            ok and srv.count() == 2 and len(srv.delivered()) == 1,
+            srv.sessions)
+    srv.close()
+
+
 def t_loop(d):
     section("loop: a relayhost that points back here")
     # Each pass adds a Received: header; past 50 the message bounces
@@ -1382,6 +1410,7 @@ def main():
     C.run("3", t_fallback, da)
     C.run("4", t_nullmx_nxdomain, da)
     C.run("7", t_perrcpt, da)
+    C.run("lost", t_lost_after_mail, da)
     C.run("hang", t_hang, da)
     C.run("5", t_host_down, da)
     C.run("11", t_wakeup, da)

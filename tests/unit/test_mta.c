@@ -89,6 +89,19 @@ test_nexthops(void)
 	CHECK(h.channel == CHANNEL_RELAY && !h.mx && h.port == 587);
 	CHECK_STR(h.host, "[smart.example]:587");
 	CHECK_STR(h.name, "Smart.example");
+	/* The AUTH credentials are relayhost's: its own next hop has them,
+	 * whether by default or named again in a route; another relay next
+	 * hop does not. */
+	CHECK(h.is_relayhost);
+	CHECK(hop_of(c, "p.example relay:[smart.EXAMPLE]:587\n", "p.example",
+		     &h, &why) == 0 &&
+	      h.is_relayhost);
+	CHECK(hop_of(c, "p.example relay:[partner.example]:587\n", "p.example",
+		     &h, &why) == 0 &&
+	      !h.is_relayhost);
+	CHECK(hop_of(c, "p.example relay:[smart.example]:25\n", "p.example", &h,
+		     &why) == 0 &&
+	      !h.is_relayhost);
 	/* A domain too long for a key is refused, not cut. */
 	char longdom[400];
 	memset(longdom, 'a', sizeof(longdom) - 1);
