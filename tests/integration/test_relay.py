@@ -208,6 +208,8 @@ def dns_records():
     recs += mx("tlsreq.test", "sink.mx.test", 10)
     recs += mx("conc.test", "h.conc.test", 10, IP["conc"])
     recs += mx("lost.test", "h.lost.test", 10, IP["lost"])
+    # silent.test is forwarded to a UDP socket that never answers.
+    recs += ["--server=/silent.test/127.0.0.1#%d" % E.silent_port]
     return recs
 
 
@@ -766,6 +768,8 @@ def bounce_count(path):
 
 class Env:
     dns_port = None
+    silent_port = None  # a DNS server that never answers
+    silent_sock = None
     smtp_port = None
     sink = sink2 = None
     smarthost = None
@@ -975,6 +979,26 @@ def t_hang(d):
                                  % qid), tail(d))
     C.check("hang: a connection lost before the greeting marks the host "
             "down", H.wait_for(lambda: host_down(d, "smtp", "hang.test"), 10),
+            hosts_text(d))
+
+
+def t_silent_dns(d):
+    section("a DNS server that never answers: one timeout, a deferral")
+    t0 = time.time()
+    qid = send(d, ["s@silent.test"], "nobody answers for this domain")
+    q2 = send(d, ["o2@other.test"], "meanwhile, again")
+    m2 = wait_status(d, q2, "o2@other.test", "sent", tag="smtp", timeout=30)
+    C.check("silent dns: mail for another domain delivered meanwhile", m2,
+            tail(d))
+    m = wait_status(d, qid, "s@silent.test", "deferred", timeout=60)
+    took = time.time() - t0
+    C.check("silent dns: deferred with dsn 4.4.3 (never bounced)",
+            m is not None and re.search(r"dsn=4\.4\.3", m.group(0)),
+            tail(d))
+    C.check("silent dns: within one resolver timeout (%.1f s)" % took,
+            m is not None and took < 30, took)
+    C.check("silent dns: the domain is not marked down (DNS says nothing "
+            "about a host)", host_up(d, "smtp", "silent.test"),
             hosts_text(d))
 
 
@@ -1395,6 +1419,9 @@ def main():
     ips = list(IP.values())
     E.smtp_port = pick_port(ips)
     E.dns_port = pick_port(["127.0.0.1"])
+    E.silent_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    E.silent_sock.bind(("127.0.0.1", 0))
+    E.silent_port = E.silent_sock.getsockname()[1]
     print("# MX port %d, DNS port %d, base %s" % (E.smtp_port, E.dns_port,
                                                   BASE), flush=True)
     start_dnsmasq(E.dns_port, dns_records())
@@ -1412,6 +1439,7 @@ def main():
     C.run("7", t_perrcpt, da)
     C.run("lost", t_lost_after_mail, da)
     C.run("hang", t_hang, da)
+    C.run("silent-dns", t_silent_dns, da)
     C.run("5", t_host_down, da)
     C.run("11", t_wakeup, da)
     C.run("12b", t_routes_fix, da, routes)
