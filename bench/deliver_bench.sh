@@ -109,10 +109,7 @@ for m in "${MODE_LIST[@]}"; do
 done
 [[ $BENCH_USER =~ ^[a-z_][a-z0-9_-]*$ ]] || usage
 [[ $WORK == /* ]] || WORK=$PWD/$WORK
-[ "$(id -u)" -eq 0 ] || {
-	echo "deliver_bench: run me as root" >&2
-	exit 1
-}
+require_root deliver_bench
 
 SMALT_PORT=$BASEPORT
 POSTFIX_PORT=$((BASEPORT + 1))
@@ -284,21 +281,13 @@ log = stderr
 max_connections = 2000
 max_connections_per_ip = 2000
 EOF
-	"$SMALT_BUILD/cli/smaltd" -n -f "$SM_DIR/smalt-$1.conf" >"$LOGS/smaltd-n-$1.txt" 2>&1 ||
-		die "smaltd -n rejects $SM_DIR/smalt-$1.conf: $(tail -3 "$LOGS/smaltd-n-$1.txt")"
+	check_smaltd_conf "$SM_DIR/smalt-$1.conf" "$LOGS/smaltd-n-$1.txt"
 }
 
 start_smaltd() { # mode
 	rm -rf "$SM_SPOOL"
 	sync
-	echo "=== $(date '+%F %T') smaltd -d -f $SM_DIR/smalt-$1.conf" >>"$LOGS/smaltd.log"
-	"$SMALT_BUILD/cli/smaltd" -d -f "$SM_DIR/smalt-$1.conf" >>"$LOGS/smaltd.log" 2>&1 &
-	SMALTD_PID=$!
-	wait_greeting "$SMALT_PORT" smaltd
-}
-
-smaltd_queued() {
-	files_in "$SM_SPOOL"/{incoming,deferred,hold,msg,tmp}
+	launch_smaltd "$SM_DIR/smalt-$1.conf"
 }
 
 # ---------------------------------------------------------------- postfix

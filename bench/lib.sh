@@ -52,6 +52,31 @@ tree_pids() {
 		}'
 }
 
+require_root() { # the script's name
+	[ "$(id -u)" -eq 0 ] || {
+		echo "$1: run me as root" >&2
+		exit 1
+	}
+}
+
+check_smaltd_conf() { # conf output: smaltd -n into output, or die
+	"$SMALT_BUILD/cli/smaltd" -n -f "$1" >"$2" 2>&1 ||
+		die "smaltd -n rejects $1: $(tail -3 "$2")"
+}
+
+# Starts smaltd -d -f conf in the background (SMALTD_PID), logging to
+# LOGS/smaltd.log, and waits for its greeting on SMALT_PORT.
+launch_smaltd() { # conf
+	echo "=== $(date '+%F %T') smaltd -d -f $1" >>"$LOGS/smaltd.log"
+	"$SMALT_BUILD/cli/smaltd" -d -f "$1" >>"$LOGS/smaltd.log" 2>&1 &
+	SMALTD_PID=$!
+	wait_greeting "$SMALT_PORT" smaltd
+}
+
+smaltd_queued() { # files in SM_SPOOL's folders where mail waits
+	files_in "$SM_SPOOL"/{incoming,deferred,hold,msg,tmp}
+}
+
 # Stops the smaltd started in the foreground (SMALTD_PID) and waits up to
 # 5 s for the delivery children it may have left behind.
 stop_smaltd() {

@@ -133,10 +133,7 @@ for s in "${SYS_LIST[@]}"; do
 	case $s in smaltd | postfix | opensmtpd) ;; *) usage ;; esac
 done
 [[ $WORK == /* ]] || WORK=$PWD/$WORK
-[ "$(id -u)" -eq 0 ] || {
-	echo "relay_bench: run me as root" >&2
-	exit 1
-}
+require_root relay_bench
 
 SMALT_PORT=$BASEPORT
 POSTFIX_PORT=$((BASEPORT + 1))
@@ -255,8 +252,7 @@ EOF
 setup_smaltd() {
 	mkdir -p "$SM_DIR"
 	write_smaltd_conf "$SM_CONF" 0
-	"$SMALT_BUILD/cli/smaltd" -n -f "$SM_CONF" >"$LOGS/smaltd-n.txt" 2>&1 ||
-		die "smaltd -n rejects $SM_CONF: $(tail -3 "$LOGS/smaltd-n.txt")"
+	check_smaltd_conf "$SM_CONF" "$LOGS/smaltd-n.txt"
 	SM_DEST_CONC=$(sed -n 's/^destination_concurrency *= *//p' "$LOGS/smaltd-n.txt")
 }
 
@@ -264,14 +260,7 @@ start_smaltd() { # held: an empty spool, delivery_concurrency = 0
 	rm -rf "$SM_SPOOL"
 	write_smaltd_conf "$SM_CONF" 0
 	write_smaltd_conf "$SM_DIR/smalt.conf.release" "$CONC"
-	echo "=== $(date '+%F %T') smaltd -d -f $SM_CONF" >>"$LOGS/smaltd.log"
-	"$SMALT_BUILD/cli/smaltd" -d -f "$SM_CONF" >>"$LOGS/smaltd.log" 2>&1 &
-	SMALTD_PID=$!
-	wait_greeting "$SMALT_PORT" smaltd
-}
-
-smaltd_queued() {
-	files_in "$SM_SPOOL"/{incoming,deferred,hold,msg,tmp}
+	launch_smaltd "$SM_CONF"
 }
 
 # ---------------------------------------------------------------- postfix

@@ -136,10 +136,7 @@ IFS=, read -r -a MODE_LIST <<<"$MODES"
 IFS=, read -r -a SYS_LIST <<<"$SYSTEMS"
 [[ $BENCH_USER =~ ^[a-z_][a-z0-9_-]*$ ]] || usage
 [[ $WORK == /* ]] || WORK=$PWD/$WORK
-[ "$(id -u)" -eq 0 ] || {
-	echo "sendmail_bench: run me as root" >&2
-	exit 1
-}
+require_root sendmail_bench
 
 SMALT_PORT=$BASEPORT
 POSTFIX_PORT=$((BASEPORT + 1))
@@ -268,8 +265,7 @@ log = stderr
 $dc
 EOF
 	chmod 0644 "$SM_DIR/smalt-$1.conf"
-	"$SMALT_BUILD/cli/smaltd" -n -f "$SM_DIR/smalt-$1.conf" >"$LOGS/smaltd-n-$1.txt" 2>&1 ||
-		die "smaltd -n rejects $SM_DIR/smalt-$1.conf: $(tail -3 "$LOGS/smaltd-n-$1.txt")"
+	check_smaltd_conf "$SM_DIR/smalt-$1.conf" "$LOGS/smaltd-n-$1.txt"
 }
 
 # The sendmail a user calls: setgid smaltdrop, as installed.
@@ -282,10 +278,7 @@ install_setgid_copy() {
 
 start_smaltd() { # mode: an empty spool
 	rm -rf "$SM_SPOOL"
-	echo "=== $(date '+%F %T') smaltd -d -f $SM_DIR/smalt-$1.conf" >>"$LOGS/smaltd.log"
-	"$SMALT_BUILD/cli/smaltd" -d -f "$SM_DIR/smalt-$1.conf" >>"$LOGS/smaltd.log" 2>&1 &
-	SMALTD_PID=$!
-	wait_greeting "$SMALT_PORT" smaltd
+	launch_smaltd "$SM_DIR/smalt-$1.conf"
 	[ -d "$SM_SPOOL/maildrop" ] || die "smaltd made no $SM_SPOOL/maildrop"
 }
 

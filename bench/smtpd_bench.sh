@@ -86,10 +86,7 @@ IFS=, read -r -a SYS_LIST <<<"$SYSTEMS"
 for s in "${SYS_LIST[@]}"; do
 	case $s in smaltd | postfix | opensmtpd) ;; *) usage ;; esac
 done
-[ "$(id -u)" -eq 0 ] || {
-	echo "smtpd_bench: run me as root" >&2
-	exit 1
-}
+require_root smtpd_bench
 
 SMALT_PORT=$BASEPORT
 POSTFIX_PORT=$((BASEPORT + 1))
